@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (the job on the embedded broker) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SAMPLE := data/sample-day.jsonl
+
+.PHONY: install run test unit integration lint bench sample clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Stream the bundled sample day through the pipeline on the embedded broker; Ctrl-C stops.
+run: install
+	$(BIN)/stream-app run --events $(SAMPLE)
+
+## Unit and integration tests (the integration tests start their own broker).
+test: install
+	$(BIN)/python -m pytest
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check stream_app tests
+	$(BIN)/mypy stream_app/ingest stream_app/config stream_app/control.py
+
+## The bundled sample was made with this command.
+sample: install
+	$(BIN)/stream-app generate --people 1000 --days 1 --seed 7 -o $(SAMPLE)
+
+clean:
+	rm -rf .stream_app .pytest_cache

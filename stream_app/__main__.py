@@ -1,0 +1,3 @@
+from stream_app.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""`stream-app`: run the job, the embedded broker, a worker; produce, consume, validate, generate.
+
+    stream-app run --events data/sample-day.jsonl --once --dump-dir out/
+    stream-app validate topology.yaml
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stream_app.config import Settings, Topology, TopologyError, load_topology
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console(stderr=True)
+
+BrokerOpt = Annotated[
+    str | None,
+    typer.Option("--broker", help="Kafka URL (kafka://host:9092). Default: STREAM_APP_BROKER, else embedded."),
+]
+TopologyOpt = Annotated[Path | None, typer.Option("--topology", help="Default: topology.yaml")]
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _topology(settings: Settings) -> Topology:
+    try:
+        return load_topology(settings.topology)
+    except TopologyError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _need_broker(settings: Settings) -> str:
+    if settings.broker is None:
+        console.print("[red]error[/red] no broker: pass --broker URL, set STREAM_APP_BROKER, "
+                      "or start one with `stream-app broker`")
+        raise typer.Exit(2)
+    from stream_app.io.urls import bootstrap_servers
+
+    return bootstrap_servers(settings.broker)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _produce_with_progress(lines: list[bytes], send: Any, label: str) -> int:
+    started = time.perf_counter()
+    with _progress() as progress:
+        task = progress.add_task(label, total=len(lines), rate="")
+
+        def on_sent(n: int) -> None:
+            if n % 200 == 0 or n == len(lines):
+                rate = n / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=n, rate=f"{rate:,.0f} ev/s")
+
+        return int(send(lines, on_sent))
+
+
+@app.command()
+def run(
+    broker: BrokerOpt = None,
+    topology: TopologyOpt = None,
+    events: Annotated[Path | None, typer.Option(help="JSONL file of touchpoint events to stream in")] = None,
+    once: Annotated[bool, typer.Option(help="Process the file, close event time, print, exit")] = False,
+    dump_dir: Annotated[Path | None, typer.Option(help="Write every output topic to DIR/<topic>.jsonl")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the input to be processed")] = 600.0,
+) -> None:
+    """Run the main job: broker (embedded unless given), a worker, and optionally a file of events."""
+    from stream_app.runner import LocalRun, RunError, dump, read_event_lines
+    from stream_app.io.kafka import KafkaToolError
+
+    settings = _settings(broker=broker, topology=topology)
+    topo = _topology(settings)
+    if once and events is None:
+        console.print("[red]error[/red] --once needs --events FILE")
+        raise typer.Exit(2)
+    lines = read_event_lines(events) if events else []
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with LocalRun(settings, topo) as local:
+            where = "embedded broker" if settings.broker is None else "broker"
+            console.print(f"[green]●[/green] {where} {local.url}   worker log {local.worker_log}")
+            console.print(f"[green]●[/green] metrics http://{settings.web_host}:{local.web_port}/metrics")
+            if lines:
+                _produce_with_progress(lines, local.stream_events, f"streaming {events.name}")  # type: ignore[union-attr]
+                with console.status("processing (waiting for every event to pass the pipeline)"):
+                    local.finish_input(close_event_time=once, timeout=timeout)
+                    outputs = local.read_outputs()
+                _summary(topo, len(lines), outputs)
+                if dump_dir is not None:
+                    dump(outputs, dump_dir)
+                    console.print(f"wrote {len(outputs)} topics to {dump_dir}/")
+            if once:
+                return
+            console.print("running: Ctrl-C stops the worker and the broker")
+            while True:
+                local.check_worker()
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    except (RunError, KafkaToolError) as exc:
+        console.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]]) -> None:
+    table = Table(title=f"{produced} messages in → what came out")
+    table.add_column("topic")
+    table.add_column("records", justify="right")
+    for topic, records in outputs.items():
+        table.add_row(topic, str(len(records)))
+    console.print(table)
+    dlq = outputs.get(topo.topics.dlq.name, [])
+    if dlq:
+        reasons: dict[str, int] = {}
+        for record in dlq:
+            reason = orjson.loads(record.value).get("reason", "?")
+            reasons[reason] = reasons.get(reason, 0) + 1
+        console.print("DLQ reasons: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
+        console.print("DLQ example:", orjson.loads(dlq[0].value))
+    for topic, records in outputs.items():
+        if records and topic != topo.topics.dlq.name:
+            console.print(f"{topic} example:", orjson.loads(records[0].value))
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = 0) -> None:
+    """Run the embedded broker in the foreground and print its address."""
+    from stream_app.io.broker import EmbeddedBroker
+
+    settings = _settings()
+    log_path = settings.data_dir / "broker.log"
+    with EmbeddedBroker(log_path=log_path, port=port or None) as embedded:
+        print(embedded.url, flush=True)
+        console.print(f"bootstrap {embedded.bootstrap} (log {log_path}); Ctrl-C stops it")
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while embedded.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def worker(broker: BrokerOpt = None, topology: TopologyOpt = None) -> None:
+    """Run one Faust worker of the topology (join more workers to scale out)."""
+    from stream_app.worker.run import run_worker
+
+    settings = _settings(broker=broker, topology=topology)
+    _need_broker(settings)
+    logging.basicConfig(level=settings.log_level.upper())
+    run_worker(settings, _topology(settings))
+
+
+@app.command()
+def produce(
+    file: Path,
+    broker: BrokerOpt = None,
+    topic: Annotated[str | None, typer.Option(help="Default: the topology's input topic")] = None,
+) -> None:
+    """Produce each line of a JSONL file as one message."""
+    from stream_app.io.kafka import make_producer, produce_values
+    from stream_app.runner import read_event_lines
+
+    settings = _settings(broker=broker)
+    bootstrap = _need_broker(settings)
+    target = topic or _topology(settings).topics.touchpoints.name
+    lines = read_event_lines(file)
+    producer = make_producer(bootstrap)
+    started = time.perf_counter()
+    count = _produce_with_progress(
+        lines, lambda ls, cb: produce_values(producer, target, ls, cb), f"→ {target}"
+    )
+    console.print(f"{count} messages to {target} at {count / (time.perf_counter() - started):,.0f}/s")
+
+
+@app.command()
+def consume(
+    topic: str,
+    broker: BrokerOpt = None,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record")] = False,
+    max_records: Annotated[int | None, typer.Option("--max", help="Stop after N records")] = None,
+    timeout: Annotated[float, typer.Option(help="Stop after S seconds without a record")] = 5.0,
+) -> None:
+    """Print a topic's records as JSON lines on stdout."""
+    from stream_app.io.kafka import iter_topics
+
+    bootstrap = _need_broker(_settings(broker=broker))
+    count = 0
+    for record in iter_topics(bootstrap, [topic], from_beginning=from_beginning, until_end=False,
+                             idle_timeout=timeout):
+        if record.is_control:
+            continue
+        sys.stdout.buffer.write((record.value or b"null") + b"\n")
+        sys.stdout.flush()
+        count += 1
+        if max_records is not None and count >= max_records:
+            break
+    console.print(f"{count} records from {topic}")
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument()] = Path("topology.yaml")) -> None:
+    """Check a topology file; exit 1 with file, place and reason for each problem."""
+    try:
+        topo = load_topology(file)
+    except TopologyError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"[green]ok[/green] {file}: {len(topo.all_topics())} topics")
+
+
+@app.command()
+def generate(
+    people: Annotated[int, typer.Option(help="How many shoppers")] = 1000,
+    days: Annotated[int, typer.Option(help="How many days of activity")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file)")] = 7,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout")] = None,
+    truth: Annotated[Path | None, typer.Option(help="Write event_id → true person as JSONL")] = None,
+) -> None:
+    """Generate synthetic retail touchpoints (with malformed lines, junk ids and resends)."""
+    from stream_app.sample import generate as make
+
+    day = make(people=people, days=days, seed=seed)
+    data = b"".join(line + b"\n" for line in day.lines)
+    if output is None:
+        sys.stdout.buffer.write(data)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+    if truth is not None:
+        truth.write_bytes(b"".join(orjson.dumps({"event_id": e, "person": p}) + b"\n"
+                                   for e, p in day.truth.items()))
+    console.print(f"{len(day.lines)} lines ({day.malformed} malformed, {day.duplicates} resent) "
+                  f"for {people} people over {days} day(s)")
+
+
+def main() -> None:
+    app()

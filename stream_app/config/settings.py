@@ -1,0 +1,40 @@
+"""Process settings: one frozen object from `STREAM_APP_*` environment variables, passed explicitly.
+
+Faust reads some environment variables of its own (`WEB_PORT`, `BROKER_URL`, ...). stream_app always
+passes every Faust setting it cares about explicitly from this object, so `STREAM_APP_*` wins and
+Faust's own variables are ignored for those settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PII_KEY = "stream-app-development-key-do-not-use-in-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAM_APP_", frozen=True, extra="ignore")
+
+    broker: str | None = Field(
+        None,
+        description="Kafka bootstrap URL, e.g. kafka://host:9092. Unset: start the embedded broker.",
+    )
+    topology: Path = Path("topology.yaml")
+    data_dir: Path = Field(Path(".stream_app"), description="Local state (RocksDB) and logs.")
+    app_id: str = Field("stream-app", description="Faust app id = Kafka consumer group.")
+    pii_key: SecretStr | None = Field(None, description="HMAC key for phone and email hashing.")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    log_level: str = "info"
+    fast_rebalance: bool = Field(
+        False,
+        description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",
+    )
+    def pii_key_bytes(self) -> tuple[bytes, bool]:
+        """The PII hashing key and whether it is the development default."""
+        if self.pii_key is None or not self.pii_key.get_secret_value():
+            return DEV_PII_KEY.encode(), True
+        return self.pii_key.get_secret_value().encode(), False

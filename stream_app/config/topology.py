@@ -1,0 +1,142 @@
+"""The topology file (`topology.yaml`) as frozen, typed models, validated once at load.
+
+A bad file fails with the file, the place inside it and the reason, e.g.::
+
+    topology.yaml: topics.touchpoints.partitions: Input should be greater than or equal to 1
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+IDENTIFIER_TYPES: tuple[str, ...] = (
+    "member_id",
+    "phone",
+    "email",
+    "unionid",
+    "wecom_external_userid",
+    "openid",
+    "order_no",
+    "device_id",
+)
+"""Identifier types in priority order, highest first (PRODUCT.md, One-ID)."""
+
+TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicSpec(_Frozen):
+    name: TopicName
+    partitions: Annotated[int, Field(ge=1, le=10_000)]
+
+
+class Topics(_Frozen):
+    touchpoints: TopicSpec
+    dlq: TopicSpec
+    resolved: TopicSpec
+    identity_merges: TopicSpec
+    identity_conflicts: TopicSpec
+    profile_updates: TopicSpec
+    coupons: TopicSpec
+    guide_alerts: TopicSpec
+    actions_suppressed: TopicSpec
+
+
+class InternalTopics(_Frozen):
+    events_by_id: TopicSpec
+    normalized: TopicSpec
+    control: TopicSpec
+
+
+class Identifiers(_Frozen):
+    default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"
+    junk_values: tuple[str, ...] = ("", "0", "null", "undefined", "unknown", "none")
+    deny_list: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("deny_list")
+    @classmethod
+    def _known_types(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted(set(value) - set(IDENTIFIER_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}"
+            )
+        return value
+
+
+class Ingest(_Frozen):
+    max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 65536
+
+
+class Topology(_Frozen):
+    version: int = Field(1, ge=1, le=1)
+    topics: Topics
+    internal_topics: InternalTopics
+    replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
+    identifiers: Identifiers = Identifiers()
+    ingest: Ingest = Ingest()
+
+    def all_topics(self) -> list[TopicSpec]:
+        """Every topic the topology reads or writes, inputs first."""
+        return [*self.topics.__dict__.values(), *self.internal_topics.__dict__.values()]
+
+    def output_topics(self) -> list[TopicSpec]:
+        """The topics users subscribe to (everything but the input and the internal topics)."""
+        return [spec for name, spec in self.topics.__dict__.items() if name != "touchpoints"]
+
+
+class TopologyError(ValueError):
+    """A topology file that cannot be used; `problems` holds one `file: path: reason` line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_topology(data: Any, source: str = "<topology>") -> Topology:
+    """Validate already-parsed YAML data; raise `TopologyError` naming `source`."""
+    if not isinstance(data, dict):
+        raise TopologyError([f"{source}: (top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyError(
+            [f"{source}: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        ) from None
+    names = [spec.name for spec in topology.all_topics()]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise TopologyError([f"{source}: topics: topic name(s) used twice: {duplicated}"])
+    return topology
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Load and validate a topology file.
+
+    >>> load_topology("topology.yaml").topics.touchpoints.partitions
+    8
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise TopologyError([f"{path}: {where}: invalid YAML: {reason}"]) from None
+    return parse_topology(data, source=str(path))

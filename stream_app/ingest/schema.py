@@ -1,0 +1,53 @@
+"""The input contract, `schemas/touchpoint.v1.json`, compiled once (JSON Schema draft 2020-12)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, FormatChecker
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.v1.json"
+_MAX_ERRORS = 5
+
+
+def parse_event_time(value: str) -> datetime:
+    """RFC 3339 timestamp with an offset as an aware datetime; ValueError otherwise."""
+    parsed = datetime.fromisoformat(value.upper())
+    if parsed.tzinfo is None:
+        raise ValueError("no UTC offset")
+    return parsed
+
+
+_formats = FormatChecker(formats=())
+
+
+@_formats.checks("date-time", raises=ValueError)
+def _is_datetime(value: object) -> bool:
+    return not isinstance(value, str) or bool(parse_event_time(value))
+
+
+def _schema_file() -> Path:
+    # Installed without the repo around it (a wheel), the schema ships as package data.
+    packaged = Path(__file__).resolve().parent / "touchpoint.v1.json"
+    return SCHEMA_PATH if SCHEMA_PATH.exists() else packaged
+
+
+@cache
+def touchpoint_validator() -> Draft202012Validator:
+    schema = orjson.loads(_schema_file().read_bytes())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=_formats)
+
+
+def schema_problems(document: Any) -> list[str]:
+    """Human-readable schema violations, `path: message`, first few by place in the document."""
+    errors = sorted(touchpoint_validator().iter_errors(document), key=lambda e: list(e.path))
+    problems = []
+    for error in errors[:_MAX_ERRORS]:
+        where = "/".join(str(p) for p in error.absolute_path) or "(event)"
+        problems.append(f"{where}: {error.message}")
+    return problems

@@ -1,0 +1,220 @@
+"""Kafka at the edges with confluent-kafka: topic creation, producing files, reading topics to the end.
+
+Reading "to the end" uses librdkafka's partition-EOF events, which follow the Fetch high watermark;
+that stays correct on the embedded Tansu broker, whose ListOffsets(latest) is not (see
+`tansu_transport`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_app.config.topology import TopicSpec
+from stream_app.control import CONTROL_HEADER, Marker, StageDone
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def is_control(self) -> bool:
+        return any(key == CONTROL_HEADER for key, _ in self.headers)
+
+
+class KafkaToolError(RuntimeError):
+    pass
+
+
+def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [s for s in specs if s.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication) for s in wanted],
+        operation_timeout=10,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except Exception as exc:  # noqa: BLE001 - a race with another creator is fine
+            err = exc.args[0] if exc.args else None
+            if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise KafkaToolError(f"cannot create topic {name}: {exc}") from exc
+    return created
+
+
+def make_producer(bootstrap: str, **extra: object) -> Producer:
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        "enable.idempotence": True,
+        "compression.type": "none",
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def produce_values(
+    producer: Producer,
+    topic: str,
+    values: Iterable[bytes],
+    on_sent: Callable[[int], None] | None = None,
+) -> int:
+    """Produce each value (no key); returns the count. Fails if any delivery failed."""
+    errors: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    count = 0
+    for value in values:
+        while True:
+            try:
+                producer.produce(topic, value=value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if on_sent is not None:
+            on_sent(count)
+        producer.poll(0)
+    producer.flush(30)
+    if errors:
+        raise KafkaToolError(f"{len(errors)} deliveries failed, first: {errors[0]}")
+    return count
+
+
+def send_markers(producer: Producer, spec: TopicSpec, run: str, close_event_time: bool) -> None:
+    """A marker to every partition of the input topic, after everything produced so far."""
+    marker = Marker(run, close_event_time, from_partition=0, sources=1).encode()
+    for partition in range(spec.partitions):
+        producer.produce(spec.name, value=marker, partition=partition, headers=[(CONTROL_HEADER, b"1")])
+    producer.flush(30)
+
+
+def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group or f"stream-app-tool-{time.time_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+
+
+def iter_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    from_beginning: bool = True,
+    until_end: bool = True,
+    idle_timeout: float = 10.0,
+) -> Iterator[Record]:
+    """Records of every partition of `topics`, read by one consumer.
+
+    `until_end`: stop once every partition has reached its end (as of reaching it). Otherwise
+    follow the topics until `idle_timeout` seconds pass without a record.
+    """
+    names = list(topics)
+    consumer = _consumer(bootstrap)
+    try:
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        partitions = []
+        for name in names:
+            metadata = consumer.list_topics(name, timeout=10).topics.get(name)
+            if metadata is None or metadata.error is not None:
+                raise KafkaToolError(f"topic {name!r} does not exist")
+            partitions += [TopicPartition(name, p, start) for p in metadata.partitions]
+        consumer.assign(partitions)
+        remaining = {(p.topic, p.partition) for p in partitions}
+        last_activity = time.monotonic()
+        while True:
+            if until_end and not remaining:
+                return
+            if time.monotonic() - last_activity > idle_timeout:
+                if until_end:
+                    raise KafkaToolError(f"timed out reading to the end of {sorted(remaining)}")
+                return
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            last_activity = time.monotonic()
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    remaining.discard((msg.topic(), msg.partition()))
+                    continue
+                raise KafkaToolError(f"reading {msg.topic()}: {msg.error()}")
+            yield Record(
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                msg.key(),
+                msg.value(),
+                tuple(msg.headers() or ()),
+            )
+    finally:
+        consumer.close()
+
+
+def read_topics(bootstrap: str, topics: Iterable[str], idle_timeout: float = 10.0) -> dict[str, list[Record]]:
+    """Every record now in each of `topics`, control markers left out, in partition order."""
+    names = list(topics)
+    found: dict[str, list[Record]] = {name: [] for name in names}
+    for record in iter_topics(bootstrap, names, idle_timeout=idle_timeout):
+        if not record.is_control:
+            found[record.topic].append(record)
+    for records in found.values():
+        records.sort(key=lambda r: (r.partition, r.offset))
+    return found
+
+
+def wait_for_stage_done(
+    bootstrap: str,
+    control_topic: str,
+    run: str,
+    partitions: int,
+    timeout: float,
+    still_alive: Callable[[], None] = lambda: None,
+) -> None:
+    """Block until every partition of the last stage reported `run` done (or raise on timeout).
+
+    `still_alive` is called between polls and raises if a process the run depends on has died.
+    """
+    consumer = _consumer(bootstrap)
+    try:
+        consumer.assign([TopicPartition(control_topic, 0, OFFSET_BEGINNING)])
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < partitions:
+            if time.monotonic() > deadline:
+                raise KafkaToolError(
+                    f"run {run}: only {len(done)}/{partitions} partitions done after {timeout:.0f}s"
+                )
+            still_alive()
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error() is not None:
+                continue
+            report = StageDone.decode(msg.value())
+            if report.run == run:
+                done.add(report.partition)
+    finally:
+        consumer.close()

@@ -1,0 +1,91 @@
+"""Prometheus metrics, by the book: `_total` counters, seconds, and low-cardinality labels only.
+
+Event types and channels come from producers, so only the known ones become label values; anything
+else is counted as `other`. Never a person, a phone, a guide: those are unbounded (and PII).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "page_view",
+        "product_view",
+        "add_to_cart",
+        "order_paid",
+        "store_visit",
+        "member_register",
+        "login",
+        "coupon_redeemed",
+        "wecom_message",
+        "guide_bind",
+    }
+)
+KNOWN_CHANNELS = frozenset(
+    {
+        "miniprogram",
+        "official_account",
+        "app",
+        "web",
+        "pos",
+        "tmall",
+        "jd",
+        "douyin",
+        "wecom",
+        "crm",
+        "sms",
+    }
+)
+
+
+def bounded(value: str, known: frozenset[str]) -> str:
+    """`value` if it is a known label value, else `other`."""
+    return value if value in known else "other"
+
+
+class Metrics:
+    """All of a worker's metrics on one registry (inject your own in tests)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_in = Counter(
+            "stream_app_messages_in_total", "Messages read from the input topic", registry=r
+        )
+        self.events_valid = Counter(
+            "stream_app_events_valid_total",
+            "Events that passed validation",
+            ["event_type", "channel"],
+            registry=r,
+        )
+        self.events_dlq = Counter(
+            "stream_app_events_dlq_total", "Messages sent to the DLQ", ["reason"], registry=r
+        )
+        self.events_duplicate = Counter(
+            "stream_app_events_duplicate_total",
+            "Events dropped because their event_id was processed before",
+            registry=r,
+        )
+        self.events_out = Counter(
+            "stream_app_events_normalized_total",
+            "Events passed on to identity resolution",
+            registry=r,
+        )
+        self.identifiers_dropped = Counter(
+            "stream_app_identifiers_dropped_total",
+            "Identifiers ignored as junk or deny-listed",
+            ["type"],
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "stream_app_ingest_seconds",
+            "Time to validate and normalise one message",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=r,
+        )
+
+    def valid(self, event_type: str, channel: str) -> None:
+        self.events_valid.labels(
+            bounded(event_type, KNOWN_EVENT_TYPES), bounded(channel, KNOWN_CHANNELS)
+        ).inc()

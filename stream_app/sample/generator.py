@@ -1,0 +1,300 @@
+"""A synthetic population of shoppers and their touchpoints, with the truth behind every event.
+
+People have several identifiers across channels (members and guests, WeChat unionid and per-app
+openids, devices, WeCom ids with a bound shopping guide), shop in stores and on marketplaces, and
+sometimes share a family tablet. The stream also carries what real producers send: phones in many
+spellings, junk identifiers, resent events and a few malformed lines. `truth` maps every event_id to
+the person who really did it, so identity resolution can be scored.
+
+Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+SHANGHAI = timezone(timedelta(hours=8))
+CATEGORIES = {
+    "skincare": (89, 899),
+    "makeup": (59, 459),
+    "fragrance": (299, 1899),
+    "apparel": (129, 1599),
+    "shoes": (199, 1299),
+    "bags": (399, 12800),
+}
+STORES = {
+    "SH001": ["G1001", "G1002", "G1003"],
+    "SH002": ["G2001", "G2002"],
+    "BJ001": ["G3001", "G3002", "G3003"],
+    "GZ001": ["G4001", "G4002"],
+}
+MOBILE_PREFIXES = ["130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "152",
+                   "157", "158", "159", "177", "180", "182", "186", "187", "188", "189", "199"]
+EMAIL_DOMAINS = ["qq.com", "163.com", "126.com", "gmail.com", "outlook.com", "sina.com"]
+JUNK_PHONES = ["00000000000", "11111111111", "null", "", "unknown"]
+JUNK_OTHER = ["null", "undefined", "0", "unknown", "none"]
+
+
+@dataclass
+class Person:
+    pid: str
+    member_id: str | None
+    phone: str | None
+    email: str | None
+    unionid: str | None
+    mp_openid: str | None
+    oa_openid: str | None
+    devices: list[str]
+    wecom_id: str | None
+    store_id: str
+    guide_id: str | None
+    affluence: float
+
+
+@dataclass
+class GeneratedDay:
+    lines: list[bytes] = field(default_factory=list)
+    truth: dict[str, str] = field(default_factory=dict)
+    """event_id -> person id, for every line that has an event_id."""
+    malformed: int = 0
+    duplicates: int = 0
+
+
+def _rand_id(rng: random.Random, prefix: str, length: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(rng.choice(alphabet) for _ in range(length))
+
+
+def _phone(rng: random.Random) -> str:
+    return rng.choice(MOBILE_PREFIXES) + "".join(rng.choice(string.digits) for _ in range(8))
+
+
+def _spell_phone(rng: random.Random, phone: str) -> str:
+    """The same phone as different producers write it."""
+    return rng.choice(
+        [
+            phone,
+            phone,
+            f"+86 {phone[:3]}-{phone[3:7]}-{phone[7:]}",
+            f"0086 {phone}",
+            f"{phone[:3]} {phone[3:7]} {phone[7:]}",
+            f"+86{phone}",
+        ]
+    )
+
+
+def _make_people(rng: random.Random, count: int) -> list[Person]:
+    people = []
+    for n in range(count):
+        store_id = rng.choice(list(STORES))
+        bound = rng.random() < 0.35
+        name = _rand_id(rng, "", 6).lower()
+        people.append(
+            Person(
+                pid=f"person-{n:06d}",
+                member_id=f"M{rng.randrange(10**7, 10**8)}" if rng.random() < 0.6 else None,
+                phone=_phone(rng) if rng.random() < 0.85 else None,
+                email=f"{name}@{rng.choice(EMAIL_DOMAINS)}" if rng.random() < 0.3 else None,
+                unionid=_rand_id(rng, "o", 27) if rng.random() < 0.7 else None,
+                mp_openid=_rand_id(rng, "oMP", 25) if rng.random() < 0.7 else None,
+                oa_openid=_rand_id(rng, "oOA", 25) if rng.random() < 0.5 else None,
+                devices=[str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(rng.randint(1, 2))],
+                wecom_id=_rand_id(rng, "wm", 20) if bound else None,
+                store_id=store_id,
+                guide_id=rng.choice(STORES[store_id]) if bound else None,
+                affluence=rng.lognormvariate(0, 0.8),
+            )
+        )
+    # Family tablets: one device shared by a household of 2-6 people.
+    for _ in range(max(1, count // 100)):
+        household = rng.sample(people, min(len(people), rng.randint(2, 6)))
+        tablet = str(uuid.UUID(int=rng.getrandbits(128)))
+        for person in household:
+            person.devices.append(tablet)
+    return people
+
+
+class _Writer:
+    def __init__(self, rng: random.Random, start: datetime, days: int):
+        self.rng = rng
+        self.start = start
+        self.days = days
+        self.events: list[tuple[datetime, dict[str, Any], str]] = []
+        self.counter = 0
+
+    def when(self, day: int) -> datetime:
+        # Shoppers are awake mostly 08:00-23:00, with evening peaks.
+        hour = min(23.99, max(0.0, self.rng.gauss(15.5, 4.0)))
+        return self.start + timedelta(days=day, hours=hour, seconds=self.rng.randrange(60))
+
+    def add(
+        self, person: Person, at: datetime, event_type: str, channel: str, ids: dict[str, str], **extra: Any
+    ) -> None:
+        self.counter += 1
+        event: dict[str, Any] = {
+            "event_id": f"ev-{self.counter:08d}",
+            "event_type": event_type,
+            "occurred_at": at.isoformat(timespec="milliseconds"),
+            "channel": channel,
+            "identities": {k: v for k, v in ids.items() if v is not None},
+        }
+        event.update({k: v for k, v in extra.items() if v is not None})
+        if not event["identities"]:
+            return
+        self.events.append((at, event, person.pid))
+
+
+def _digital_ids(rng: random.Random, p: Person, channel: str) -> dict[str, str | None]:
+    if channel == "miniprogram":
+        return {"openid": p.mp_openid, "unionid": p.unionid, "device_id": None}
+    if channel == "official_account":
+        return {"openid": p.oa_openid, "unionid": p.unionid}
+    ids: dict[str, str | None] = {"device_id": rng.choice(p.devices)}
+    if p.member_id and rng.random() < 0.5:
+        ids["member_id"] = p.member_id
+    return ids
+
+
+def _person_day(w: _Writer, p: Person, day: int) -> None:
+    rng = w.rng
+    if rng.random() > 0.55:  # not every person shows up every day
+        return
+    channel = rng.choice(["miniprogram", "app", "web", "official_account", "miniprogram"])
+    t = w.when(day)
+    ids = _digital_ids(rng, p, channel)
+    if rng.random() < 0.05:  # junk alongside real identifiers: must not link anyone
+        ids["phone"] = rng.choice(JUNK_PHONES)
+        ids.setdefault("openid", rng.choice(JUNK_OTHER))
+    if day == 0 and p.member_id and rng.random() < 0.15:
+        register_ids = dict(ids, member_id=p.member_id, phone=_spell_phone(rng, p.phone) if p.phone else None)
+        w.add(p, t, "member_register", channel, register_ids)
+        t += timedelta(minutes=1)
+    if p.member_id and rng.random() < 0.3:
+        login_ids = dict(ids, member_id=p.member_id)
+        if p.phone and rng.random() < 0.5:
+            login_ids["phone"] = _spell_phone(rng, p.phone)
+        if p.email and rng.random() < 0.5:
+            login_ids["email"] = p.email.upper() if rng.random() < 0.3 else f" {p.email} "
+        w.add(p, t, "login", channel, login_ids)
+    w.add(p, t, "page_view", channel, ids, properties={"page": rng.choice(["home", "list", "campaign"])})
+    category = rng.choice(list(CATEGORIES))
+    for _ in range(rng.randint(1, 5)):
+        t += timedelta(seconds=rng.randint(5, 300))
+        sku = f"SKU-{category[:3].upper()}-{rng.randrange(1000):03d}"
+        w.add(p, t, "product_view", channel, ids, properties={"sku": sku, "category": category})
+    if rng.random() < 0.35:
+        low, high = CATEGORIES[category]
+        amount = round(min(high, low + (high - low) * rng.random() * p.affluence / 3), 2)
+        t += timedelta(seconds=rng.randint(10, 600))
+        w.add(p, t, "add_to_cart", channel, ids, properties={"sku": sku, "category": category, "amount": amount})
+        if rng.random() < 0.6:
+            t += timedelta(minutes=rng.choice([2, 5, 12, 25, 29, 31, 45, 90]))
+            order_ids = dict(ids, order_no=f"WO{rng.randrange(10**11, 10**12)}")
+            if p.phone:
+                order_ids["phone"] = _spell_phone(rng, p.phone)
+            elif p.email:
+                order_ids["email"] = p.email  # a guest checkout
+            w.add(p, t, "order_paid", channel, order_ids,
+                  properties={"sku": sku, "category": category, "amount": amount, "currency": "CNY"})
+    if rng.random() < 0.12:  # a marketplace order: order number and (usually) a phone
+        market = rng.choice(["tmall", "jd", "douyin"])
+        low, high = CATEGORIES[category]
+        amount = round(low + (high - low) * rng.random(), 2)
+        order_ids = {"order_no": f"{market[:2].upper()}{rng.randrange(10**13, 10**14)}"}
+        if p.phone and rng.random() < 0.7:
+            order_ids["phone"] = _spell_phone(rng, p.phone)
+        w.add(p, w.when(day), "order_paid", market, order_ids,
+              properties={"category": category, "amount": amount, "currency": "CNY"})
+        if p.member_id and rng.random() < 0.4:  # the guest order, claimed later by the member
+            w.add(p, w.when(day) + timedelta(hours=1), "login", "app",
+                  {"member_id": p.member_id, "order_no": order_ids["order_no"]})
+    if rng.random() < 0.15:  # in store
+        store_ids: dict[str, str | None] = {"member_id": p.member_id}
+        if p.phone:
+            store_ids["phone"] = _spell_phone(rng, p.phone)
+        if not p.member_id and not p.phone:
+            store_ids["device_id"] = p.devices[0]
+        at = w.when(day)
+        w.add(p, at, "store_visit", "pos", store_ids, store_id=p.store_id)
+        if rng.random() < 0.5:
+            low, high = CATEGORIES[category]
+            amount = round(low + (high - low) * rng.random() * p.affluence, 2)
+            w.add(p, at + timedelta(minutes=rng.randint(5, 40)), "order_paid", "pos",
+                  dict(store_ids, order_no=f"POS{rng.randrange(10**10, 10**11)}"),
+                  store_id=p.store_id, guide_id=rng.choice(STORES[p.store_id]),
+                  properties={"category": category, "amount": amount, "currency": "CNY"})
+    if p.wecom_id and rng.random() < 0.2:
+        at = w.when(day)
+        if day == 0 and rng.random() < 0.5:
+            w.add(p, at, "guide_bind", "wecom", {"wecom_external_userid": p.wecom_id, "unionid": p.unionid},
+                  store_id=p.store_id, guide_id=p.guide_id)
+        w.add(p, at + timedelta(minutes=3), "wecom_message", "wecom",
+              {"wecom_external_userid": p.wecom_id}, store_id=p.store_id, guide_id=p.guide_id)
+
+
+def _malformed(rng: random.Random, start: datetime) -> bytes:
+    n = rng.randrange(1_000_000)
+    at = start.isoformat()
+    return rng.choice(
+        [
+            b'{"event_id": "bad-%d", "event_type": "page_view", "occurred_at": "' % n,  # truncated
+            b"not json at all",
+            orjson.dumps({"event_type": "page_view", "occurred_at": at, "channel": "web",
+                          "identities": {"device_id": f"d-{n}"}}),  # no event_id
+            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": "yesterday",
+                          "channel": "app", "identities": {"member_id": f"M{n}"}}),
+            orjson.dumps({"event_id": f"bad-{n}", "event_type": "order_paid", "occurred_at": at,
+                          "channel": "pos", "identities": {"member_id": f"M{n}"},
+                          "properties": {"amount": -5}}),
+            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
+                          "channel": "app", "identities": {"phone": "00000000000", "openid": "null"}}),
+            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
+                          "channel": "app", "identities": {}}),
+            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
+                          "channel": "app", "identities": {"qq": "12345"}}),
+            "{\"event_id\": \"bad-é\", \"x\": \"\xff\"}".encode("latin-1"),  # not UTF-8
+        ]
+    )
+
+
+def generate(
+    people: int,
+    days: int = 1,
+    seed: int = 7,
+    start: datetime | None = None,
+    malformed_rate: float = 0.01,
+    duplicate_rate: float = 0.005,
+) -> GeneratedDay:
+    """Touchpoints of `people` shoppers over `days` days, sorted by event time.
+
+    >>> day = generate(people=50, days=1, seed=1)
+    >>> len(day.lines) > 50 and all(isinstance(line, bytes) for line in day.lines)
+    True
+    """
+    rng = random.Random(seed)
+    start = start or datetime(2026, 11, 22, tzinfo=SHANGHAI)
+    population = _make_people(rng, people)
+    writer = _Writer(rng, start, days)
+    for day in range(days):
+        for person in population:
+            _person_day(writer, person, day)
+    writer.events.sort(key=lambda item: item[0])
+    out = GeneratedDay()
+    for _, event, pid in writer.events:
+        line = orjson.dumps(event)
+        out.lines.append(line)
+        out.truth[event["event_id"]] = pid
+        if rng.random() < duplicate_rate:  # a producer retry: the very same event again
+            out.lines.append(line)
+            out.duplicates += 1
+        if rng.random() < malformed_rate:
+            out.lines.append(_malformed(rng, start))
+            out.malformed += 1
+    return out

@@ -1,0 +1,25 @@
+"""Running a Faust worker of the pipeline in this process (`stream-app worker`)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from stream_app.config import Settings, Topology
+from stream_app.io.kafka import ensure_topics
+from stream_app.io.urls import bootstrap_servers
+from stream_app.worker.app import Pipeline
+
+
+def run_worker(settings: Settings, topology: Topology) -> None:
+    """Create missing topics, then run a Faust worker until SIGTERM/SIGINT."""
+    if settings.broker is None:
+        raise ValueError("a worker needs a broker URL (--broker or STREAM_APP_BROKER)")
+    ensure_topics(
+        bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor
+    )
+    pipeline = Pipeline(settings, topology)
+    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper())
+    logging.getLogger("stream_app").setLevel(settings.log_level.upper())
+    worker.execute_from_commandline()

@@ -1,0 +1,51 @@
+"""Building inputs and reading outcomes for the integration tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from stream_app.io.kafka import iter_topics
+
+
+def valid_event(n: int, **overrides: object) -> bytes:
+    event = {
+        "event_id": f"ev-{n:06d}",
+        "event_type": ["page_view", "order_paid", "store_visit", "login"][n % 4],
+        "occurred_at": f"2026-11-22T{8 + n % 12:02d}:{n % 60:02d}:00.000+08:00",
+        "channel": ["app", "pos", "miniprogram", "web"][n % 4],
+        "identities": {"phone": f"139{n:08d}", "member_id": f"M{n:07d}"},
+        "properties": {"amount": n % 500, "note": f"call 139{n:08d}"},
+    }
+    event.update(overrides)
+    return orjson.dumps(event)
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """True end offset of every non-empty partition, from reading to the fetch high watermark."""
+    ends: dict[tuple[str, int], int] = {}
+    for record in iter_topics(bootstrap, topics):
+        ends[(record.topic, record.partition)] = record.offset + 1
+    return ends
+
+
+def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float = 30.0) -> None:
+    """Until the worker's group has committed everything now in `topics` (so a kill loses nothing)."""
+    ends = end_offsets(bootstrap, topics)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            committed = consumer.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
+            behind = {(tp.topic, tp.partition): (tp.offset, ends[(tp.topic, tp.partition)])
+                      for tp in committed if tp.offset < ends[(tp.topic, tp.partition)]}
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"offsets not committed after {timeout}s: {behind}")
+            time.sleep(0.5)
+    finally:
+        consumer.close()
