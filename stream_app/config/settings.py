@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
+    producer_linger: float = Field(
+        0.005, ge=0, le=1, description="Seconds a producer batch may wait to fill (Kafka's linger)."
+    )
     fast_rebalance: bool = Field(
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",

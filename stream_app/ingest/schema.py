@@ -31,9 +31,9 @@ def _is_datetime(value: object) -> bool:
 
 
 def _schema_file() -> Path:
-    # Installed without the repo around it (a wheel), the schema ships as package data.
-    packaged = Path(__file__).resolve().parent / "touchpoint.v1.json"
-    return SCHEMA_PATH if SCHEMA_PATH.exists() else packaged
+    # From a checkout the repo's schemas/ is beside the package; an installed package (the Docker
+    # image) finds it in the working directory.
+    return SCHEMA_PATH if SCHEMA_PATH.exists() else Path.cwd() / "schemas" / SCHEMA_PATH.name
 
 
 @cache

@@ -48,6 +48,7 @@ def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "processing_guarantee": "at_least_once",
         "table_standby_replicas": 0,
+        "producer_linger": settings.producer_linger,
     }
     if settings.fast_rebalance:
         # A restarted worker otherwise waits ~30 s for the dead member's session to expire.

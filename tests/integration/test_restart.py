@@ -1,0 +1,93 @@
+"""A killed worker, started again, keeps its table state on the embedded broker.
+
+This is where Tansu's end-offset defect bites (see `stream_app.io.tansu_transport`): Faust's table
+recovery asks ListOffsets for the changelog's end and Tansu under-reports it. The `tansu://`
+transport corrects it; the plain `kafka://` transport against the same broker shows the defect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+from confluent_kafka import Producer
+
+from stream_app.config.topology import TopicSpec
+from stream_app.io.kafka import ensure_topics, read_topics
+from stream_app.io.processes import tail
+from stream_app.io.tansu_transport import true_end_offsets
+from stream_app.runner import LocalRun
+from tests.integration.helpers import valid_event, wait_committed
+
+pytestmark = pytest.mark.integration
+
+
+def test_tansu_lists_the_end_of_a_batch_wrongly_and_the_workaround_finds_it(broker):
+    topic = f"hwm-{time.time_ns()}"
+    ensure_topics(broker.bootstrap, [TopicSpec(name=topic, partitions=1)])
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 200})
+    for n in range(10):
+        producer.produce(topic, value=b"%d" % n, partition=0)
+    producer.flush(10)
+
+    async def offsets() -> tuple[int, int]:
+        tp = TopicPartition(topic, 0)
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        try:
+            listed = (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+        corrected = await true_end_offsets([broker.bootstrap], {tp: listed})
+        return listed, corrected[tp]
+
+    listed, corrected = asyncio.run(offsets())
+    assert listed == 1, "the defect is gone: ListOffsets now answers the true end; drop the workaround"
+    assert corrected == 10
+
+
+def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
+    topo = run.topology
+    first = [valid_event(n) for n in range(300)]
+    second = [valid_event(n) for n in range(300, 400)]
+    run.stream_events(first)
+    run.finish_input(close_event_time=False, timeout=120)
+    wait_committed(
+        run.bootstrap,
+        run.settings.app_id,
+        [topo.topics.touchpoints.name, topo.internal_topics.events_by_id.name],
+    )
+    run.kill_worker()
+    if wipe_state:
+        shutil.rmtree(run.run_dir / "state")
+    run.start_worker()
+    run.stream_events(first + second)  # `first` again: every one is a duplicate now
+    run.finish_input(close_event_time=False, timeout=120)
+    name = topo.internal_topics.normalized.name
+    return [orjson.loads(r.value) for r in read_topics(run.bootstrap, [name])[name]]
+
+
+@pytest.mark.parametrize("wipe_state", [False, True], ids=["same-state-dir", "from-changelog"])
+def test_killed_worker_keeps_its_table_state(env, wipe_state):
+    with env.local_run() as run:
+        normalized = _restart_scenario(run, wipe_state)
+        log = run.worker_log.read_text()
+    ids = [e["event_id"] for e in normalized]
+    assert len(ids) == len(set(ids)) == 400, "state lost: duplicates passed the de-duplicator"
+    assert "ConsistencyError" not in log
+    assert "tansu workaround: corrected end offsets" in log
+
+
+def test_plain_kafka_transport_shows_the_defect(env):
+    """Negative control: without the workaround the restarted worker fails recovery."""
+    settings = env.settings.model_copy(update={"broker": env.settings.broker.replace("tansu://", "kafka://")})
+    with LocalRun(settings, env.topology) as run:
+        with pytest.raises(Exception) as failure:
+            _restart_scenario(run, wipe_state=False)
+        log = run.worker_log.read_text()
+    assert "ConsistencyError" in log, f"{failure.value}\n{tail(run.worker_log)}"
