@@ -1,7 +1,7 @@
 """`stream-app`: run the job, the embedded broker, a worker; produce, consume, validate, generate.
 
-    stream-app run --events data/sample-day.jsonl --once --dump-dir out/
-    stream-app validate topology.yaml
+stream-app run --events data/sample-day.jsonl --once --dump-dir out/
+stream-app validate topology.yaml
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ console = Console(stderr=True)
 
 BrokerOpt = Annotated[
     str | None,
-    typer.Option("--broker", help="Kafka URL (kafka://host:9092). Default: STREAM_APP_BROKER, else embedded."),
+    typer.Option(
+        "--broker", help="Kafka URL (kafka://host:9092). Default: STREAM_APP_BROKER, else embedded."
+    ),
 ]
 TopologyOpt = Annotated[Path | None, typer.Option("--topology", help="Default: topology.yaml")]
 
@@ -46,8 +48,10 @@ def _topology(settings: Settings) -> Topology:
 
 def _need_broker(settings: Settings) -> str:
     if settings.broker is None:
-        console.print("[red]error[/red] no broker: pass --broker URL, set STREAM_APP_BROKER, "
-                      "or start one with `stream-app broker`")
+        console.print(
+            "[red]error[/red] no broker: pass --broker URL, set STREAM_APP_BROKER, "
+            "or start one with `stream-app broker`"
+        )
         raise typer.Exit(2)
     from stream_app.io.urls import bootstrap_servers
 
@@ -84,12 +88,14 @@ def run(
     topology: TopologyOpt = None,
     events: Annotated[Path | None, typer.Option(help="JSONL file of touchpoint events to stream in")] = None,
     once: Annotated[bool, typer.Option(help="Process the file, close event time, print, exit")] = False,
-    dump_dir: Annotated[Path | None, typer.Option(help="Write every output topic to DIR/<topic>.jsonl")] = None,
+    dump_dir: Annotated[
+        Path | None, typer.Option(help="Write every output topic to DIR/<topic>.jsonl")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the input to be processed")] = 600.0,
 ) -> None:
     """Run the main job: broker (embedded unless given), a worker, and optionally a file of events."""
-    from stream_app.runner import LocalRun, RunError, dump, read_event_lines
     from stream_app.io.kafka import KafkaToolError
+    from stream_app.runner import LocalRun, RunError, dump, read_event_lines
 
     settings = _settings(broker=broker, topology=topology)
     topo = _topology(settings)
@@ -146,7 +152,9 @@ def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]]) -> No
 
 
 @app.command()
-def broker(port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = 0) -> None:
+def broker(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = 0,
+) -> None:
     """Run the embedded broker in the foreground and print its address."""
     from stream_app.io.broker import EmbeddedBroker
 
@@ -181,12 +189,17 @@ def produce(
     topic: Annotated[str | None, typer.Option(help="Default: the topology's input topic")] = None,
 ) -> None:
     """Produce each line of a JSONL file as one message."""
-    from stream_app.io.kafka import make_producer, produce_values
+    from stream_app.io.kafka import KafkaToolError, make_producer, produce_values, require_topic
     from stream_app.runner import read_event_lines
 
     settings = _settings(broker=broker)
     bootstrap = _need_broker(settings)
     target = topic or _topology(settings).topics.touchpoints.name
+    try:
+        require_topic(bootstrap, target)
+    except KafkaToolError as exc:
+        console.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     lines = read_event_lines(file)
     producer = make_producer(bootstrap)
     started = time.perf_counter()
@@ -209,8 +222,9 @@ def consume(
 
     bootstrap = _need_broker(_settings(broker=broker))
     count = 0
-    for record in iter_topics(bootstrap, [topic], from_beginning=from_beginning, until_end=False,
-                             idle_timeout=timeout):
+    for record in iter_topics(
+        bootstrap, [topic], from_beginning=from_beginning, until_end=False, idle_timeout=timeout
+    ):
         if record.is_control:
             continue
         sys.stdout.buffer.write((record.value or b"null") + b"\n")
@@ -252,10 +266,13 @@ def generate(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(data)
     if truth is not None:
-        truth.write_bytes(b"".join(orjson.dumps({"event_id": e, "person": p}) + b"\n"
-                                   for e, p in day.truth.items()))
-    console.print(f"{len(day.lines)} lines ({day.malformed} malformed, {day.duplicates} resent) "
-                  f"for {people} people over {days} day(s)")
+        truth.write_bytes(
+            b"".join(orjson.dumps({"event_id": e, "person": p}) + b"\n" for e, p in day.truth.items())
+        )
+    console.print(
+        f"{len(day.lines)} lines ({day.malformed} malformed, {day.duplicates} resent) "
+        f"for {people} people over {days} day(s)"
+    )
 
 
 def main() -> None:

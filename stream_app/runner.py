@@ -111,7 +111,12 @@ class LocalRun:
     def finish_input(self, close_event_time: bool, timeout: float) -> None:
         """Mark the end of what was sent so far and wait until the pipeline has processed it."""
         run_id = uuid.uuid4().hex[:12]
-        send_markers(make_producer(self.bootstrap), self.topology.topics.touchpoints, run_id, close_event_time)
+        send_markers(
+            make_producer(self.bootstrap),
+            self.topology.topics.touchpoints,
+            run_id,
+            close_event_time,
+        )
         last = self.topology.internal_topics.events_by_id
         wait_for_stage_done(
             self.bootstrap,

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",
     )
+
     def pii_key_bytes(self) -> tuple[bytes, bool]:
         """The PII hashing key and whether it is the development default."""
         if self.pii_key is None or not self.pii_key.get_secret_value():

@@ -65,9 +65,7 @@ class Identifiers(_Frozen):
     def _known_types(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         unknown = sorted(set(value) - set(IDENTIFIER_TYPES))
         if unknown:
-            raise ValueError(
-                f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}"
-            )
+            raise ValueError(f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}")
         return value
 
 

@@ -5,8 +5,8 @@ Pure: no Kafka, no Faust, no RocksDB. `Ingestor.process(raw_bytes)` returns an `
 """
 
 from stream_app.ingest.identifiers import IdentifierRules, normalize_identifier
-from stream_app.ingest.pipeline import Accepted, Ingestor, Rejected
 from stream_app.ingest.pii import PiiHasher
+from stream_app.ingest.pipeline import Accepted, Ingestor, Rejected
 
 __all__ = [
     "Accepted",

@@ -77,8 +77,7 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerError(
-                    f"embedded broker exited with {self._process.returncode}:\n"
-                    f"{tail(self.log_path)}"
+                    f"embedded broker exited with {self._process.returncode}:\n{tail(self.log_path)}"
                 )
             try:
                 admin.list_topics(timeout=1.0)

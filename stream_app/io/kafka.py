@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_app.config.topology import TopicSpec
@@ -57,6 +64,17 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
             if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise KafkaToolError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def require_topic(bootstrap: str, topic: str) -> int:
+    """The partition count of `topic`; KafkaToolError if it does not exist."""
+    # All topics, not just `topic`: asking for one by name auto-creates it on some brokers (Tansu).
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise KafkaToolError(
+            f"topic {topic!r} does not exist (a worker creates the topology's topics at start)"
+        )
+    return len(metadata.partitions)
 
 
 def make_producer(bootstrap: str, **extra: object) -> Producer:
@@ -139,8 +157,9 @@ def iter_topics(
     try:
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         partitions = []
+        existing = consumer.list_topics(timeout=10).topics  # by name would auto-create on Tansu
         for name in names:
-            metadata = consumer.list_topics(name, timeout=10).topics.get(name)
+            metadata = existing.get(name)
             if metadata is None or metadata.error is not None:
                 raise KafkaToolError(f"topic {name!r} does not exist")
             partitions += [TopicPartition(name, p, start) for p in metadata.partitions]

@@ -25,9 +25,7 @@ def _die_with_parent() -> None:
     os.setsid()
 
 
-def spawn(
-    argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def spawn(argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `argv` with stdout and stderr appended to `log_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

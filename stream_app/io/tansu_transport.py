@@ -41,9 +41,7 @@ async def true_end_offsets(
     probe = {TopicPartition(tp.topic, tp.partition): tp for tp, end in listed.items() if end > 0}
     if not probe:
         return result
-    consumer = aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         consumer.assign(list(probe))

@@ -35,8 +35,30 @@ STORES = {
     "BJ001": ["G3001", "G3002", "G3003"],
     "GZ001": ["G4001", "G4002"],
 }
-MOBILE_PREFIXES = ["130", "131", "132", "135", "136", "137", "138", "139", "150", "151", "152",
-                   "157", "158", "159", "177", "180", "182", "186", "187", "188", "189", "199"]
+MOBILE_PREFIXES = [
+    "130",
+    "131",
+    "132",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "157",
+    "158",
+    "159",
+    "177",
+    "180",
+    "182",
+    "186",
+    "187",
+    "188",
+    "189",
+    "199",
+]
 EMAIL_DOMAINS = ["qq.com", "163.com", "126.com", "gmail.com", "outlook.com", "sina.com"]
 JUNK_PHONES = ["00000000000", "11111111111", "null", "", "unknown"]
 JUNK_OTHER = ["null", "undefined", "0", "unknown", "none"]
@@ -135,7 +157,13 @@ class _Writer:
         return self.start + timedelta(days=day, hours=hour, seconds=self.rng.randrange(60))
 
     def add(
-        self, person: Person, at: datetime, event_type: str, channel: str, ids: dict[str, str], **extra: Any
+        self,
+        person: Person,
+        at: datetime,
+        event_type: str,
+        channel: str,
+        ids: dict[str, str],
+        **extra: Any,
     ) -> None:
         self.counter += 1
         event: dict[str, Any] = {
@@ -183,7 +211,14 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
         if p.email and rng.random() < 0.5:
             login_ids["email"] = p.email.upper() if rng.random() < 0.3 else f" {p.email} "
         w.add(p, t, "login", channel, login_ids)
-    w.add(p, t, "page_view", channel, ids, properties={"page": rng.choice(["home", "list", "campaign"])})
+    w.add(
+        p,
+        t,
+        "page_view",
+        channel,
+        ids,
+        properties={"page": rng.choice(["home", "list", "campaign"])},
+    )
     category = rng.choice(list(CATEGORIES))
     for _ in range(rng.randint(1, 5)):
         t += timedelta(seconds=rng.randint(5, 300))
@@ -193,7 +228,14 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
         low, high = CATEGORIES[category]
         amount = round(min(high, low + (high - low) * rng.random() * p.affluence / 3), 2)
         t += timedelta(seconds=rng.randint(10, 600))
-        w.add(p, t, "add_to_cart", channel, ids, properties={"sku": sku, "category": category, "amount": amount})
+        w.add(
+            p,
+            t,
+            "add_to_cart",
+            channel,
+            ids,
+            properties={"sku": sku, "category": category, "amount": amount},
+        )
         if rng.random() < 0.6:
             t += timedelta(minutes=rng.choice([2, 5, 12, 25, 29, 31, 45, 90]))
             order_ids = dict(ids, order_no=f"WO{rng.randrange(10**11, 10**12)}")
@@ -201,8 +243,14 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
                 order_ids["phone"] = _spell_phone(rng, p.phone)
             elif p.email:
                 order_ids["email"] = p.email  # a guest checkout
-            w.add(p, t, "order_paid", channel, order_ids,
-                  properties={"sku": sku, "category": category, "amount": amount, "currency": "CNY"})
+            w.add(
+                p,
+                t,
+                "order_paid",
+                channel,
+                order_ids,
+                properties={"sku": sku, "category": category, "amount": amount, "currency": "CNY"},
+            )
     if rng.random() < 0.12:  # a marketplace order: order number and (usually) a phone
         market = rng.choice(["tmall", "jd", "douyin"])
         low, high = CATEGORIES[category]
@@ -210,11 +258,22 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
         order_ids = {"order_no": f"{market[:2].upper()}{rng.randrange(10**13, 10**14)}"}
         if p.phone and rng.random() < 0.7:
             order_ids["phone"] = _spell_phone(rng, p.phone)
-        w.add(p, w.when(day), "order_paid", market, order_ids,
-              properties={"category": category, "amount": amount, "currency": "CNY"})
+        w.add(
+            p,
+            w.when(day),
+            "order_paid",
+            market,
+            order_ids,
+            properties={"category": category, "amount": amount, "currency": "CNY"},
+        )
         if p.member_id and rng.random() < 0.4:  # the guest order, claimed later by the member
-            w.add(p, w.when(day) + timedelta(hours=1), "login", "app",
-                  {"member_id": p.member_id, "order_no": order_ids["order_no"]})
+            w.add(
+                p,
+                w.when(day) + timedelta(hours=1),
+                "login",
+                "app",
+                {"member_id": p.member_id, "order_no": order_ids["order_no"]},
+            )
     if rng.random() < 0.15:  # in store
         store_ids: dict[str, str | None] = {"member_id": p.member_id}
         if p.phone:
@@ -226,17 +285,37 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
         if rng.random() < 0.5:
             low, high = CATEGORIES[category]
             amount = round(low + (high - low) * rng.random() * p.affluence, 2)
-            w.add(p, at + timedelta(minutes=rng.randint(5, 40)), "order_paid", "pos",
-                  dict(store_ids, order_no=f"POS{rng.randrange(10**10, 10**11)}"),
-                  store_id=p.store_id, guide_id=rng.choice(STORES[p.store_id]),
-                  properties={"category": category, "amount": amount, "currency": "CNY"})
+            w.add(
+                p,
+                at + timedelta(minutes=rng.randint(5, 40)),
+                "order_paid",
+                "pos",
+                dict(store_ids, order_no=f"POS{rng.randrange(10**10, 10**11)}"),
+                store_id=p.store_id,
+                guide_id=rng.choice(STORES[p.store_id]),
+                properties={"category": category, "amount": amount, "currency": "CNY"},
+            )
     if p.wecom_id and rng.random() < 0.2:
         at = w.when(day)
         if day == 0 and rng.random() < 0.5:
-            w.add(p, at, "guide_bind", "wecom", {"wecom_external_userid": p.wecom_id, "unionid": p.unionid},
-                  store_id=p.store_id, guide_id=p.guide_id)
-        w.add(p, at + timedelta(minutes=3), "wecom_message", "wecom",
-              {"wecom_external_userid": p.wecom_id}, store_id=p.store_id, guide_id=p.guide_id)
+            w.add(
+                p,
+                at,
+                "guide_bind",
+                "wecom",
+                {"wecom_external_userid": p.wecom_id, "unionid": p.unionid},
+                store_id=p.store_id,
+                guide_id=p.guide_id,
+            )
+        w.add(
+            p,
+            at + timedelta(minutes=3),
+            "wecom_message",
+            "wecom",
+            {"wecom_external_userid": p.wecom_id},
+            store_id=p.store_id,
+            guide_id=p.guide_id,
+        )
 
 
 def _malformed(rng: random.Random, start: datetime) -> bytes:
@@ -246,20 +325,61 @@ def _malformed(rng: random.Random, start: datetime) -> bytes:
         [
             b'{"event_id": "bad-%d", "event_type": "page_view", "occurred_at": "' % n,  # truncated
             b"not json at all",
-            orjson.dumps({"event_type": "page_view", "occurred_at": at, "channel": "web",
-                          "identities": {"device_id": f"d-{n}"}}),  # no event_id
-            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": "yesterday",
-                          "channel": "app", "identities": {"member_id": f"M{n}"}}),
-            orjson.dumps({"event_id": f"bad-{n}", "event_type": "order_paid", "occurred_at": at,
-                          "channel": "pos", "identities": {"member_id": f"M{n}"},
-                          "properties": {"amount": -5}}),
-            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
-                          "channel": "app", "identities": {"phone": "00000000000", "openid": "null"}}),
-            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
-                          "channel": "app", "identities": {}}),
-            orjson.dumps({"event_id": f"bad-{n}", "event_type": "login", "occurred_at": at,
-                          "channel": "app", "identities": {"qq": "12345"}}),
-            "{\"event_id\": \"bad-é\", \"x\": \"\xff\"}".encode("latin-1"),  # not UTF-8
+            orjson.dumps(
+                {
+                    "event_type": "page_view",
+                    "occurred_at": at,
+                    "channel": "web",
+                    "identities": {"device_id": f"d-{n}"},
+                }
+            ),  # no event_id
+            orjson.dumps(
+                {
+                    "event_id": f"bad-{n}",
+                    "event_type": "login",
+                    "occurred_at": "yesterday",
+                    "channel": "app",
+                    "identities": {"member_id": f"M{n}"},
+                }
+            ),
+            orjson.dumps(
+                {
+                    "event_id": f"bad-{n}",
+                    "event_type": "order_paid",
+                    "occurred_at": at,
+                    "channel": "pos",
+                    "identities": {"member_id": f"M{n}"},
+                    "properties": {"amount": -5},
+                }
+            ),
+            orjson.dumps(
+                {
+                    "event_id": f"bad-{n}",
+                    "event_type": "login",
+                    "occurred_at": at,
+                    "channel": "app",
+                    "identities": {"phone": "00000000000", "openid": "null"},
+                }
+            ),
+            orjson.dumps(
+                {
+                    "event_id": f"bad-{n}",
+                    "event_type": "login",
+                    "occurred_at": at,
+                    "channel": "app",
+                    "identities": {},
+                }
+            ),
+            orjson.dumps(
+                {
+                    "event_id": f"bad-{n}",
+                    "event_type": "login",
+                    "occurred_at": at,
+                    "channel": "app",
+                    "identities": {"qq": "12345"},
+                }
+            ),
+            '{"event_id": "bad-é", "x": "\xff"}'.encode("latin-1"),  # not UTF-8
         ]
     )
 

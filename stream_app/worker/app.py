@@ -125,7 +125,11 @@ class Pipeline:
                 await self._accept(outcome)
             else:
                 self.metrics.events_dlq.labels(outcome.reason).inc()
-                source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+                source = {
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                }
                 record = self.ingestor.dlq_record(event.value, outcome, source, self._now_ms())
                 await self.dlq.send(value=orjson.dumps(record))
 

@@ -16,9 +16,7 @@ def run_worker(settings: Settings, topology: Topology) -> None:
     """Create missing topics, then run a Faust worker until SIGTERM/SIGINT."""
     if settings.broker is None:
         raise ValueError("a worker needs a broker URL (--broker or STREAM_APP_BROKER)")
-    ensure_topics(
-        bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor
-    )
+    ensure_topics(bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor)
     pipeline = Pipeline(settings, topology)
     worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper())
     logging.getLogger("stream_app").setLevel(settings.log_level.upper())

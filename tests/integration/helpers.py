@@ -40,8 +40,11 @@ def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float
         deadline = time.monotonic() + timeout
         while True:
             committed = consumer.committed([TopicPartition(t, p) for t, p in ends], timeout=10)
-            behind = {(tp.topic, tp.partition): (tp.offset, ends[(tp.topic, tp.partition)])
-                      for tp in committed if tp.offset < ends[(tp.topic, tp.partition)]}
+            behind = {
+                (tp.topic, tp.partition): (tp.offset, ends[(tp.topic, tp.partition)])
+                for tp in committed
+                if tp.offset < ends[(tp.topic, tp.partition)]
+            }
             if not behind:
                 return
             if time.monotonic() > deadline:

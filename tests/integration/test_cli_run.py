@@ -13,7 +13,10 @@ import orjson
 import pytest
 
 from stream_app.config import load_topology
+from stream_app.config.topology import TopicSpec
 from stream_app.ingest import Accepted, Ingestor, PiiHasher
+from stream_app.io.kafka import ensure_topics
+from stream_app.io.urls import bootstrap_servers
 from stream_app.sample import generate
 from tests.integration.conftest import REPO
 
@@ -52,7 +55,7 @@ def _wait_gone(pids: set[int], timeout: float = 20.0) -> set[int]:
     return {p for p in pids if _alive(p)}
 
 
-def _cli(*args: str, cwd: Path) -> list[str]:
+def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream_app", *args]
 
 
@@ -63,8 +66,11 @@ def test_run_once_writes_every_output_topic(tmp_path):
     dump_dir = tmp_path / "out"
     env = dict(os.environ, STREAM_APP_DATA_DIR=str(tmp_path / "data"), STREAM_APP_PII_KEY="k")
     result = subprocess.run(
-        _cli("run", "--events", str(events), "--once", "--dump-dir", str(dump_dir), cwd=REPO),
-        cwd=REPO, env=env, capture_output=True, timeout=240,
+        _cli("run", "--events", str(events), "--once", "--dump-dir", str(dump_dir)),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr.decode()[-3000:]
 
@@ -95,8 +101,7 @@ def test_run_once_writes_every_output_topic(tmp_path):
 @pytest.mark.parametrize("how", ["ctrl-c", "parent-killed"])
 def test_no_process_is_left_behind(tmp_path, how):
     env = dict(os.environ, STREAM_APP_DATA_DIR=str(tmp_path / "data"))
-    cli = subprocess.Popen(_cli("run", cwd=REPO), cwd=REPO, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cli = subprocess.Popen(_cli("run"), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = b""
     deadline = time.monotonic() + 60
     assert cli.stdout is not None
@@ -112,3 +117,59 @@ def test_no_process_is_left_behind(tmp_path, how):
         cli.kill()
         cli.wait(10)
     assert _wait_gone(children) == set()
+
+
+def test_broker_produce_consume_commands(tmp_path):
+    env = dict(os.environ, STREAM_APP_DATA_DIR=str(tmp_path / "data"))
+    broker = subprocess.Popen(
+        _cli("broker"), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert broker.stdout is not None
+        url = broker.stdout.readline().decode().strip()
+        assert url.startswith("tansu://127.0.0.1:"), url
+        lines = [orjson.dumps({"n": n}) for n in range(25)]
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(b"\n".join(lines) + b"\n")
+        produced = subprocess.run(
+            _cli("produce", str(source), "--broker", url, "--topic", "scratch"),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
+        # The topic does not exist: the producer says so at once instead of waiting for it.
+        assert produced.returncode == 1
+        assert b"topic 'scratch' does not exist" in produced.stderr
+        ensure_topics(bootstrap_servers(url), [TopicSpec(name="touchpoints", partitions=3)])
+        subprocess.run(
+            _cli("produce", str(source), "--broker", url),
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        consumed = subprocess.run(
+            _cli(
+                "consume",
+                "touchpoints",
+                "--broker",
+                url,
+                "--from-beginning",
+                "--max",
+                "20",
+                "--timeout",
+                "10",
+            ),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        got = [orjson.loads(line) for line in consumed.stdout.splitlines()]
+        assert len(got) == 20 and {g["n"] for g in got} <= set(range(25))
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        assert broker.wait(20) == 0

@@ -42,9 +42,11 @@ def test_every_message_is_accounted_for(env):
         run.stream_events(lines)
         run.finish_input(close_event_time=True, timeout=120)
         out = run.read_outputs()
-        metrics_text = urllib.request.urlopen(
-            f"http://127.0.0.1:{env.settings.web_port}/metrics", timeout=10
-        ).read().decode()
+        metrics_text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{env.settings.web_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
 
     normalized = [orjson.loads(r.value) for r in out[topo.internal_topics.normalized.name]]
     assert sorted(e["event_id"] for e in normalized) == [f"ev-{n:06d}" for n in range(120)]

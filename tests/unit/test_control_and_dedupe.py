@@ -8,9 +8,9 @@ from stream_app.ingest.dedupe import is_first_delivery, position
 @given(st.integers(1, 12), st.data())
 def test_barrier_completes_once_whatever_the_order_and_redeliveries(sources, data):
     deliveries = data.draw(
-        st.lists(st.integers(0, sources - 1), min_size=0, max_size=40).map(
-            lambda extra: extra + list(range(sources))
-        ).flatmap(st.permutations)
+        st.lists(st.integers(0, sources - 1), min_size=0, max_size=40)
+        .map(lambda extra: extra + list(range(sources)))
+        .flatmap(st.permutations)
     )
     barrier = Barrier()
     completions = [barrier.observe(5, Marker("r", False, p, sources)) for p in deliveries]

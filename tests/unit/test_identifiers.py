@@ -13,16 +13,35 @@ RULES = IdentifierRules.build(
 
 @pytest.mark.parametrize(
     "spelling",
-    ["13800138000", "+86 138-0013-8000", "0086 13800138000", "138 0013 8000", "+8613800138000",
-     " 13800138000 "],
+    [
+        "13800138000",
+        "+86 138-0013-8000",
+        "0086 13800138000",
+        "138 0013 8000",
+        "+8613800138000",
+        " 13800138000 ",
+    ],
 )
 def test_phone_spellings_are_one_phone(spelling):
     assert normalize_identifier("phone", spelling, RULES) == "+8613800138000"
 
 
 @pytest.mark.parametrize(
-    "junk", ["", "0", "null", "NULL", "undefined", "unknown", "None", "00000000000", "11111111111",
-             "12345", "not a phone", "+86 138 0000 0000"],
+    "junk",
+    [
+        "",
+        "0",
+        "null",
+        "NULL",
+        "undefined",
+        "unknown",
+        "None",
+        "00000000000",
+        "11111111111",
+        "12345",
+        "not a phone",
+        "+86 138 0000 0000",
+    ],
 )
 def test_junk_phones_never_link(junk):
     assert normalize_identifier("phone", junk, RULES) is None
@@ -48,7 +67,10 @@ def test_other_types_are_kept_verbatim_but_trimmed():
     assert normalize_identifier("unionid", " oAbC123 ", RULES) == "oAbC123"
 
 
-@given(st.sampled_from(["130", "139", "150", "186", "199"]), st.text("0123456789", min_size=8, max_size=8))
+@given(
+    st.sampled_from(["130", "139", "150", "186", "199"]),
+    st.text("0123456789", min_size=8, max_size=8),
+)
 def test_phone_normalisation_is_idempotent(prefix, rest):
     e164 = normalize_phone(prefix + rest, "CN")
     if e164 is not None:

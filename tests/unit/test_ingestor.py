@@ -76,7 +76,11 @@ def test_pii_in_properties_is_redacted():
         (event(properties={"amount": -1}), SCHEMA_VIOLATION, "properties/amount"),
         (event(extra_field=1), SCHEMA_VIOLATION, "extra_field"),
         (b"[1, 2]", SCHEMA_VIOLATION, "object"),
-        (event(identities={"phone": "00000000000", "openid": "null"}), NO_USABLE_IDENTIFIER, "phone"),
+        (
+            event(identities={"phone": "00000000000", "openid": "null"}),
+            NO_USABLE_IDENTIFIER,
+            "phone",
+        ),
     ],
 )
 def test_rejections_carry_reason_and_detail(raw, reason, detail):

@@ -21,12 +21,18 @@ def test_metric_labels_stay_bounded():
     metrics = Metrics(registry)
     metrics.valid("order_paid", "pos")
     metrics.valid("anything-a-producer-invents", "13800138000")
-    assert registry.get_sample_value(
-        "stream_app_events_valid_total", {"event_type": "order_paid", "channel": "pos"}
-    ) == 1
-    assert registry.get_sample_value(
-        "stream_app_events_valid_total", {"event_type": "other", "channel": "other"}
-    ) == 1
+    assert (
+        registry.get_sample_value(
+            "stream_app_events_valid_total", {"event_type": "order_paid", "channel": "pos"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "stream_app_events_valid_total", {"event_type": "other", "channel": "other"}
+        )
+        == 1
+    )
 
 
 def test_generator_is_deterministic_and_knows_the_truth():

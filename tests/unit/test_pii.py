@@ -19,7 +19,7 @@ def test_only_phone_and_email_are_protected():
 
 def test_redact_text_hashes_phones_and_emails_in_free_text():
     hasher = PiiHasher(b"k")
-    text = 'call 138-0013-8000 or +86 13912345678, mail Ann@Example.com; order 2026-11-22 #TM123'
+    text = "call 138-0013-8000 or +86 13912345678, mail Ann@Example.com; order 2026-11-22 #TM123"
     redacted = hasher.redact_text(text)
     for secret in ("138-0013-8000", "13912345678", "Ann@Example.com", "ann@example.com"):
         assert secret not in redacted

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from stream_app.cli import app
@@ -25,14 +26,20 @@ def test_default_topology_loads_with_the_contract_topics():
     assert topo.topics.touchpoints.partitions == 8
     names = {spec.name for spec in topo.output_topics()}
     assert names == {
-        "touchpoints-dlq", "touchpoints-resolved", "identity-merges", "identity-conflicts",
-        "profile-updates", "coupons", "guide-alerts", "actions-suppressed",
+        "touchpoints-dlq",
+        "touchpoints-resolved",
+        "identity-merges",
+        "identity-conflicts",
+        "profile-updates",
+        "coupons",
+        "guide-alerts",
+        "actions-suppressed",
     }
 
 
 def test_models_are_frozen():
     topo = load_topology(REPO / "topology.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         topo.topics.touchpoints.partitions = 3  # type: ignore[misc]
 
 
