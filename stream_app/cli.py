@@ -103,7 +103,10 @@ def run(
         console.print("[red]error[/red] --once needs --events FILE")
         raise typer.Exit(2)
     lines = read_event_lines(events) if events else []
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both stop everything in order, also when started from a script
+    # (a non-interactive shell starts background jobs with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with LocalRun(settings, topo) as local:
             where = "embedded broker" if settings.broker is None else "broker"
@@ -122,7 +125,7 @@ def run(
                 return
             console.print("running: Ctrl-C stops the worker and the broker")
             while True:
-                local.check_worker()
+                local.check_alive()
                 time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("stopped")

@@ -96,8 +96,11 @@ class LocalRun:
             self.worker.wait(10)
             self.worker = None
 
-    def check_worker(self) -> None:
-        """Raise with the worker's log if it has died."""
+    def check_alive(self) -> None:
+        """Raise with the log of the broker or worker if one of them has died."""
+        if self.broker is not None and not self.broker.running:
+            raise RunError(f"the embedded broker died; last lines of {self.broker.log_path}:\n"
+                           f"{tail(self.broker.log_path)}")
         if self.worker is not None and self.worker.poll() is not None:
             raise RunError(
                 f"the worker exited with {self.worker.returncode}; last lines of "
@@ -124,7 +127,7 @@ class LocalRun:
             run_id,
             last.partitions,
             timeout,
-            self.check_worker,
+            self.check_alive,
         )
 
     def read_outputs(self) -> dict[str, list[Record]]:

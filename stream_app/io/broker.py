@@ -68,7 +68,11 @@ class EmbeddedBroker:
             ],
             self.log_path,
         )
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:  # Ctrl-C while starting included: never leave the broker behind
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self, timeout: float) -> None:
@@ -84,7 +88,6 @@ class EmbeddedBroker:
                 return
             except Exception:  # noqa: BLE001 - not up yet; retried until the deadline
                 time.sleep(0.05)
-        self.stop()
         raise BrokerError(f"embedded broker did not answer within {timeout}s:\n{tail(self.log_path)}")
 
     @property

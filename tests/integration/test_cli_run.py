@@ -98,19 +98,34 @@ def test_run_once_writes_every_output_topic(tmp_path):
     assert "DLQ reasons" in stderr and "touchpoints-dlq" in stderr
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "parent-killed"])
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-while-processing", "parent-killed"])
 def test_no_process_is_left_behind(tmp_path, how):
     env = dict(os.environ, STREAM_APP_DATA_DIR=str(tmp_path / "data"))
-    cli = subprocess.Popen(_cli("run"), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    args = ["run"]
+    wait_for = b"Ctrl-C stops"
+    if how == "ctrl-c-while-processing":
+        events = tmp_path / "events.jsonl"
+        events.write_bytes(b"".join(line + b"\n" for line in generate(people=300, seed=2).lines))
+        args += ["--events", str(events)]
+        wait_for = b"streaming"
+    cli = subprocess.Popen(
+        _cli(*args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # As a script's background job: started with SIGINT ignored; the CLI must still obey it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     output = b""
     deadline = time.monotonic() + 60
     assert cli.stdout is not None
-    while b"Ctrl-C stops" not in output and time.monotonic() < deadline:
+    while wait_for not in output and time.monotonic() < deadline:
         output += cli.stdout.read1(4096)
-    assert b"Ctrl-C stops" in output, output.decode()
+    assert wait_for in output, output.decode()
     children = _descendants(cli.pid)
     assert len(children) >= 2, "expected the broker and a worker"
-    if how == "ctrl-c":
+    if how.startswith("ctrl-c"):
         cli.send_signal(signal.SIGINT)
         assert cli.wait(30) == 0
     else:
