@@ -69,13 +69,31 @@ class Metrics:
         )
         self.events_out = Counter(
             "stream_app_events_normalized_total",
-            "Events passed on to identity resolution",
+            "Valid, first-seen events passed on to identity resolution",
             registry=r,
         )
         self.identifiers_dropped = Counter(
             "stream_app_identifiers_dropped_total",
             "Identifiers ignored as junk or deny-listed",
             ["type"],
+            registry=r,
+        )
+        self.identity_merges = Counter(
+            "stream_app_identity_merges_total", "Profiles merged into an older one", registry=r
+        )
+        self.identity_conflicts = Counter(
+            "stream_app_identity_refused_links_total",
+            "Links refused by merge protection",
+            ["reason"],
+            registry=r,
+        )
+        self.identity_profiles_created = Counter(
+            "stream_app_identity_profiles_created_total", "New people (one_ids)", registry=r
+        )
+        self.identity_seconds = Histogram(
+            "stream_app_identity_resolve_seconds",
+            "Time to resolve one event's identifiers",
+            buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.05),
             registry=r,
         )
         self.ingest_seconds = Histogram(

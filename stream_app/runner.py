@@ -99,8 +99,10 @@ class LocalRun:
     def check_alive(self) -> None:
         """Raise with the log of the broker or worker if one of them has died."""
         if self.broker is not None and not self.broker.running:
-            raise RunError(f"the embedded broker died; last lines of {self.broker.log_path}:\n"
-                           f"{tail(self.broker.log_path)}")
+            raise RunError(
+                f"the embedded broker died; last lines of {self.broker.log_path}:\n"
+                f"{tail(self.broker.log_path)}"
+            )
         if self.worker is not None and self.worker.poll() is not None:
             raise RunError(
                 f"the worker exited with {self.worker.returncode}; last lines of "
@@ -120,7 +122,7 @@ class LocalRun:
             run_id,
             close_event_time,
         )
-        last = self.topology.internal_topics.events_by_id
+        _, last = self.topology.stage_inputs()[-1]
         wait_for_stage_done(
             self.bootstrap,
             self.topology.internal_topics.control.name,
@@ -131,9 +133,7 @@ class LocalRun:
         )
 
     def read_outputs(self) -> dict[str, list[Record]]:
-        topics = [spec.name for spec in self.topology.output_topics()]
-        topics.append(self.topology.internal_topics.normalized.name)
-        return read_topics(self.bootstrap, topics)
+        return read_topics(self.bootstrap, [spec.name for spec in self.topology.output_topics()])
 
     def stop(self) -> None:
         if self.worker is not None:

@@ -51,8 +51,16 @@ class Topics(_Frozen):
 
 class InternalTopics(_Frozen):
     events_by_id: TopicSpec
-    normalized: TopicSpec
+    linker: TopicSpec
+    person_events: TopicSpec
     control: TopicSpec
+
+    @field_validator("linker")
+    @classmethod
+    def _single_writer(cls, value: TopicSpec) -> TopicSpec:
+        if value.partitions != 1:
+            raise ValueError("the identity linker is a single writer: partitions must be 1")
+        return value
 
 
 class Identifiers(_Frozen):
@@ -63,10 +71,33 @@ class Identifiers(_Frozen):
     @field_validator("deny_list")
     @classmethod
     def _known_types(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        unknown = sorted(set(value) - set(IDENTIFIER_TYPES))
-        if unknown:
-            raise ValueError(f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}")
+        _check_types(value)
         return value
+
+
+class Identity(_Frozen):
+    limits: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: {"member_id": 1, "unionid": 1, "phone": 3, "email": 3, "device_id": 20}
+    )
+    shareable_types: tuple[str, ...] = ("device_id",)
+
+    @field_validator("limits")
+    @classmethod
+    def _limit_types(cls, value: dict[str, int]) -> dict[str, int]:
+        _check_types(value)
+        return value
+
+    @field_validator("shareable_types")
+    @classmethod
+    def _shareable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _check_types(value)
+        return value
+
+
+def _check_types(types: Any) -> None:
+    unknown = sorted(set(types) - set(IDENTIFIER_TYPES))
+    if unknown:
+        raise ValueError(f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}")
 
 
 class Ingest(_Frozen):
@@ -79,11 +110,17 @@ class Topology(_Frozen):
     internal_topics: InternalTopics
     replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
     identifiers: Identifiers = Identifiers()
+    identity: Identity = Identity()
     ingest: Ingest = Ingest()
 
     def all_topics(self) -> list[TopicSpec]:
         """Every topic the topology reads or writes, inputs first."""
         return [*self.topics.__dict__.values(), *self.internal_topics.__dict__.values()]
+
+    def stage_inputs(self) -> list[tuple[str, TopicSpec]]:
+        """The worker's stages in order, each with the topic it reads; the last reports progress."""
+        t, i = self.topics, self.internal_topics
+        return [("ingest", t.touchpoints), ("dedupe", i.events_by_id), ("link", i.linker)]
 
     def output_topics(self) -> list[TopicSpec]:
         """The topics users subscribe to (everything but the input and the internal topics)."""

@@ -1,12 +1,13 @@
 """The Faust app: topics, tables and agents of the stream_app topology.
 
-    touchpoints ──ingest──▶ stream-app-events-by-id ──dedupe──▶ stream-app-normalized
-        │ (invalid)            (key = event_id)            (table: event-ids)
-        └────────▶ touchpoints-dlq
+    touchpoints ─ingest─▶ events-by-id ─dedupe─▶ linker (1 partition) ─link─▶ touchpoints-resolved
+        │                 (key event_id)   table      tables identity-*         identity-merges
+        └─▶ touchpoints-dlq                event-ids                            identity-conflicts
+                                                                                person-events (key one_id)
 
-Agents decode, call the pure core (`stream_app.ingest`), write state and send what it decided.
-Each agent runs one task (Faust's `concurrency > 1` has an offset-commit bug) and handles the
-progress markers of bounded runs (`stream_app.control`).
+Agents decode, call the pure cores (`stream_app.ingest`, `stream_app.identity`), write state and
+send what they decided. Each agent runs one task (Faust's `concurrency > 1` has an offset-commit
+bug) and passes on the progress markers of bounded runs (`stream_app.control`).
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream_app.config import Settings, Topology
 from stream_app.config.topology import TopicSpec
 from stream_app.control import CONTROL_HEADER, Barrier, Marker, StageDone, is_control
+from stream_app.identity import IdentityResolver, IdentityRules
+from stream_app.identity import records as identity_records
+from stream_app.identity.store import BufferedIdentityStore, json_value_store
 from stream_app.ingest import Accepted, Ingestor, PiiHasher
 from stream_app.ingest.dedupe import is_first_delivery, position
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
+from stream_app.worker.identity_web import register_identity_views
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +92,14 @@ class Pipeline:
         t, internal = topology.topics, topology.internal_topics
         self.touchpoints = self._topic(t.touchpoints)
         self.dlq = self._topic(t.dlq)
+        self.resolved = self._topic(t.resolved)
+        self.merges = self._topic(t.identity_merges)
+        self.conflicts = self._topic(t.identity_conflicts)
         self.events_by_id = self._topic(internal.events_by_id)
-        self.normalized = self._topic(internal.normalized)
+        self.linker = self._topic(internal.linker)
+        self.person_events = self._topic(internal.person_events)
         self.control = self._topic(internal.control)
+
         self.seen_event_ids = self.app.Table(
             "event-ids",
             partitions=internal.events_by_id.partitions,
@@ -97,10 +107,41 @@ class Pipeline:
             value_type=str,
             help="event_id -> position of the record that first carried it",
         )
-        self._barriers = {"ingest": Barrier(), "dedupe": Barrier()}
+        identity_tables = [
+            self.app.Table(
+                f"identity-{name}",
+                partitions=internal.linker.partitions,
+                key_type=str,
+                help=text,
+            )
+            for name, text in [
+                ("owners", "identifier key -> one_id"),
+                ("profiles", "one_id -> profile (identifiers, evidence)"),
+                ("aliases", "merged one_id -> survivor"),
+                ("refusals", "identifier key -> refused links"),
+            ]
+        ]
+        self.identity_tables = identity_tables
+        self.identity_store = json_value_store(*identity_tables)
+        self._pending_identity = BufferedIdentityStore(self.identity_store)
+        rules = IdentityRules(
+            limits=dict(topology.identity.limits),
+            shareable_types=frozenset(topology.identity.shareable_types),
+        )
+        self.resolver = IdentityResolver(self._pending_identity, rules)
+
+        self._stage_inputs = {name: spec for name, spec in topology.stage_inputs()}
+        stage_names = list(self._stage_inputs)
+        self._downstream = {
+            name: self._topic(self._stage_inputs[nxt]) if nxt else None
+            for name, nxt in zip(stage_names, [*stage_names[1:], None], strict=True)
+        }
+        self._barriers = {name: Barrier() for name in stage_names}
         self.app.agent(self.touchpoints, name="ingest")(self._ingest_agent)
         self.app.agent(self.events_by_id, name="dedupe")(self._dedupe_agent)
+        self.app.agent(self.linker, name="link")(self._link_agent)
         self.app.page("/metrics")(self._metrics_view())
+        register_identity_views(self.app, identity_tables[0], self.identity_store)
 
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.app.topic(
@@ -110,13 +151,13 @@ class Pipeline:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    # -- agents -----------------------------------------------------------------------------
+    # -- ingest ------------------------------------------------------------------------------
 
     async def _ingest_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             if is_control(event.headers):
-                await self._on_marker("ingest", message.partition, event.value, self.events_by_id)
+                await self._on_marker("ingest", message.partition, event.value)
                 continue
             self.metrics.messages_in.inc()
             with self.metrics.ingest_seconds.time():
@@ -125,11 +166,7 @@ class Pipeline:
                 await self._accept(outcome)
             else:
                 self.metrics.events_dlq.labels(outcome.reason).inc()
-                source = {
-                    "topic": message.topic,
-                    "partition": message.partition,
-                    "offset": message.offset,
-                }
+                source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
                 record = self.ingestor.dlq_record(event.value, outcome, source, self._now_ms())
                 await self.dlq.send(value=orjson.dumps(record))
 
@@ -140,11 +177,13 @@ class Pipeline:
             self.metrics.identifiers_dropped.labels(id_type).inc()
         await self.events_by_id.send(key=accepted.event_id.encode(), value=orjson.dumps(event))
 
+    # -- dedupe ------------------------------------------------------------------------------
+
     async def _dedupe_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             if is_control(event.headers):
-                await self._on_marker("dedupe", message.partition, event.value, None)
+                await self._on_marker("dedupe", message.partition, event.value)
                 continue
             event_id = message.key.decode()
             here = position(message.partition, message.offset)
@@ -152,38 +191,66 @@ class Pipeline:
                 self.metrics.events_duplicate.inc()
                 continue
             # Send before remembering: a crash in between re-sends (at-least-once), never loses.
-            await self.normalized.send(key=message.key, value=event.value)
+            await self.linker.send(key=message.key, value=event.value)
             self.seen_event_ids[event_id] = here
             self.metrics.events_out.inc()
 
+    # -- identity ----------------------------------------------------------------------------
+
+    async def _link_agent(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            if is_control(event.headers):
+                await self._on_marker("link", event.message.partition, event.value)
+                continue
+            await self._link(orjson.loads(event.value))
+
+    async def _link(self, event: dict[str, Any]) -> None:
+        with self.metrics.identity_seconds.time():
+            resolution = self.resolver.resolve(
+                identity_records.event_keys(event), event["event_id"], event["event_time_ms"]
+            )
+        one_id = resolution.one_id.encode()
+        resolved = orjson.dumps(identity_records.resolved(event, resolution.one_id))
+        await self.resolved.send(key=one_id, value=resolved)
+        await self.person_events.send(key=one_id, value=b'{"kind":"event","event":' + resolved + b"}")
+        pending = []
+        for merge in resolution.merges:
+            record = identity_records.merge_record(merge, event)
+            pending.append(await self.merges.send(key=one_id, value=orjson.dumps(record)))
+            notice = orjson.dumps({"kind": "merge", **record})
+            # To the merged person's partition: the per-person stages move its state from there.
+            await self.person_events.send(key=merge.merged_one_id.encode(), value=notice)
+            self.metrics.identity_merges.inc()
+        for conflict in resolution.conflicts:
+            record = identity_records.conflict_record(conflict, event)
+            pending.append(await self.conflicts.send(key=one_id, value=orjson.dumps(record)))
+            self.metrics.identity_conflicts.labels(conflict.reason.split(":")[0]).inc()
+        if resolution.merges:
+            # A replay after the state below is written would not merge again: the merge records
+            # must be on the broker first.
+            for future in pending:
+                await future
+        self._pending_identity.commit()
+        if resolution.created:
+            self.metrics.identity_profiles_created.inc()
+
     # -- progress markers --------------------------------------------------------------------
 
-    async def _on_marker(
-        self, stage: str, partition: int, value: bytes, downstream: faust.TopicT | None
-    ) -> None:
+    async def _on_marker(self, stage: str, partition: int, value: bytes) -> None:
         marker = Marker.decode(value)
         if not self._barriers[stage].observe(partition, marker):
             return
         await self.app.producer.flush()  # everything sent before the marker is on the broker
+        downstream = self._downstream[stage]
+        sources = self._stage_inputs[stage].partitions
         if downstream is not None:
-            sources = self._partitions(stage)
             forwarded = Marker(marker.run, marker.close_event_time, partition, sources).encode()
-            for target in range(self._partitions_of(downstream)):
+            for target in range(int(downstream.partitions or 1)):
                 await downstream.send(value=forwarded, partition=target, headers=_CONTROL_HEADERS)
         else:
-            done = StageDone(marker.run, stage, partition, self._partitions(stage))
+            done = StageDone(marker.run, stage, partition, sources)
             await self.control.send(value=done.encode(), partition=0)
         await self.app.producer.flush()
-
-    def _partitions(self, stage: str) -> int:
-        spec = {
-            "ingest": self.topology.topics.touchpoints,
-            "dedupe": self.topology.internal_topics.events_by_id,
-        }[stage]
-        return spec.partitions
-
-    def _partitions_of(self, topic: faust.TopicT) -> int:
-        return int(topic.partitions or 1)
 
     # -- web ---------------------------------------------------------------------------------
 

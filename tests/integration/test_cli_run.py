@@ -75,9 +75,7 @@ def test_run_once_writes_every_output_topic(tmp_path):
     assert result.returncode == 0, result.stderr.decode()[-3000:]
 
     topo = load_topology(REPO / "topology.yaml")
-    expected_files = {f"{s.name}.jsonl" for s in topo.output_topics()} | {
-        f"{topo.internal_topics.normalized.name}.jsonl"
-    }
+    expected_files = {f"{s.name}.jsonl" for s in topo.output_topics()}
     assert {p.name for p in dump_dir.iterdir()} == expected_files
 
     ingestor = Ingestor.from_topology(topo, PiiHasher(b"k"))
@@ -89,8 +87,9 @@ def test_run_once_writes_every_output_topic(tmp_path):
         text = (dump_dir / f"{topic}.jsonl").read_bytes()
         return [orjson.loads(line) for line in text.splitlines()]
 
-    normalized = lines_of(topo.internal_topics.normalized.name)
-    assert sorted(e["event_id"] for e in normalized) == sorted(accepted_ids)
+    resolved = lines_of(topo.topics.resolved.name)
+    assert sorted(e["event_id"] for e in resolved) == sorted(accepted_ids)
+    assert all(e["one_id"].startswith("p_") for e in resolved)
     dlq = lines_of(topo.topics.dlq.name)
     assert sorted(d["reason"] for d in dlq) == sorted(r.reason for r in rejected)
     assert rejected, "the generated day should contain malformed lines"

@@ -48,8 +48,8 @@ def test_every_message_is_accounted_for(env):
             .decode()
         )
 
-    normalized = [orjson.loads(r.value) for r in out[topo.internal_topics.normalized.name]]
-    assert sorted(e["event_id"] for e in normalized) == [f"ev-{n:06d}" for n in range(120)]
+    resolved = [orjson.loads(r.value) for r in out[topo.topics.resolved.name]]
+    assert sorted(e["event_id"] for e in resolved) == [f"ev-{n:06d}" for n in range(120)]
 
     dlq = [orjson.loads(r.value) for r in out[topo.topics.dlq.name]]
     assert Counter(d["reason"] for d in dlq) == {k: len(v) for k, v in INVALID.items()}
@@ -67,7 +67,7 @@ def test_every_message_is_accounted_for(env):
     # No raw phone number anywhere downstream.
     everything = b"".join(r.value or b"" for records in out.values() for r in records)
     assert b"1390000" not in everything
-    assert all(e["identities"]["phone"].startswith("h:") for e in normalized)
+    assert all(e["identities"]["phone"].startswith("h:") for e in resolved)
 
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value

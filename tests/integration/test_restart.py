@@ -68,16 +68,16 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
     run.start_worker()
     run.stream_events(first + second)  # `first` again: every one is a duplicate now
     run.finish_input(close_event_time=False, timeout=120)
-    name = topo.internal_topics.normalized.name
+    name = topo.topics.resolved.name
     return [orjson.loads(r.value) for r in read_topics(run.bootstrap, [name])[name]]
 
 
 @pytest.mark.parametrize("wipe_state", [False, True], ids=["same-state-dir", "from-changelog"])
 def test_killed_worker_keeps_its_table_state(env, wipe_state):
     with env.local_run() as run:
-        normalized = _restart_scenario(run, wipe_state)
+        resolved = _restart_scenario(run, wipe_state)
         log = run.worker_log.read_text()
-    ids = [e["event_id"] for e in normalized]
+    ids = [e["event_id"] for e in resolved]
     assert len(ids) == len(set(ids)) == 400, "state lost: duplicates passed the de-duplicator"
     assert "ConsistencyError" not in log
     assert "tansu workaround: corrected end offsets" in log

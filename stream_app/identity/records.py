@@ -1,0 +1,45 @@
+"""What the identity stage publishes, as plain dicts (the output contracts in PRODUCT.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream_app.identity.model import identifier_key, split_key
+from stream_app.identity.resolver import Conflict, Merge
+
+
+def event_keys(event: dict[str, Any]) -> list[str]:
+    """Identifier keys of a normalised event, in priority order."""
+    return [identifier_key(t, v) for t, v in event["identities"].items()]
+
+
+def _identifiers(keys: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
+    # Values are as ingest left them: phones and emails are already keyed hashes.
+    return [{"type": t, "value": v} for t, v in map(split_key, keys)]
+
+
+def resolved(event: dict[str, Any], one_id: str) -> dict[str, Any]:
+    return {**event, "one_id": one_id}
+
+
+def merge_record(merge: Merge, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "one_id": merge.one_id,
+        "merged_one_id": merge.merged_one_id,
+        "via": _identifiers(merge.via),
+        "event_id": merge.event_id,
+        "event_time": event["occurred_at"],
+        "event_time_ms": merge.event_time_ms,
+    }
+
+
+def conflict_record(conflict: Conflict, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "reason": conflict.reason,
+        "one_id": conflict.one_id,
+        "refused": _identifiers(conflict.refused),
+        "other_one_id": conflict.other_one_id,
+        "event_id": conflict.event_id,
+        "event_time": event["occurred_at"],
+        "event_time_ms": conflict.event_time_ms,
+    }
