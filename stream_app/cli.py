@@ -10,6 +10,9 @@ import logging
 import signal
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -236,6 +239,79 @@ def consume(
         if max_records is not None and count >= max_records:
             break
     console.print(f"{count} records from {topic}")
+
+
+WebOpt = Annotated[
+    str | None,
+    typer.Option("--web", help="A worker's web address. Default: http://STREAM_APP_WEB_HOST:WEB_PORT"),
+]
+
+
+@app.command()
+def graph(
+    person: Annotated[str, typer.Argument(help="one_id, type:value identifier, `hubs` or `stats`")],
+    output_format: Annotated[str, typer.Option("--format", help="json or graphml")] = "json",
+    web: WebOpt = None,
+    topology: TopologyOpt = None,
+) -> None:
+    """A person's identity graph, hub identifiers, or component sizes, from a running worker."""
+    import networkx as nx
+
+    from stream_app.identity.graph import graph_from_json
+
+    settings = _settings(topology=topology)
+    base = (web or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    if person in ("hubs", "stats"):
+        data = _get_json(f"{base}/identity/{person}")
+        if person == "hubs":
+            table = Table(title="identifiers whose links were refused")
+            for column in ("identifier", "people", "refused_links"):
+                table.add_column(column)
+            for row in data["hubs"]:
+                table.add_row(row["identifier"], str(row["people"]), str(row["refused_links"]))
+            console.print(table)
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    key = person if person.startswith("p_") else _identifier_key(person, _topology(settings), settings)
+    data = _get_json(f"{base}/identity/graph/{urllib.parse.quote(key, safe='')}")
+    if output_format == "graphml":
+        nx.write_graphml(graph_from_json(data["graph"]), sys.stdout.buffer)
+    elif output_format == "json":
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        console.print("[red]error[/red] --format is json or graphml")
+        raise typer.Exit(2)
+
+
+def _identifier_key(person: str, topo: Topology, settings: Settings) -> str:
+    """`phone:+86 138...` to the state key, normalised and hashed as ingest does it."""
+    from stream_app.identity.model import identifier_key
+    from stream_app.ingest import Ingestor, PiiHasher, normalize_identifier
+
+    id_type, sep, raw = person.partition(":")
+    if not sep:
+        console.print("[red]error[/red] PERSON is a one_id (p_...) or type:value, e.g. member_id:M1")
+        raise typer.Exit(2)
+    key, _ = settings.pii_key_bytes()
+    ingestor = Ingestor.from_topology(topo, PiiHasher(key, topo.identifiers.default_phone_region))
+    value = normalize_identifier(id_type, raw, ingestor.rules)
+    if value is None:
+        console.print(f"[red]error[/red] {id_type} value is junk or invalid: it identifies nobody")
+        raise typer.Exit(1)
+    return identifier_key(id_type, ingestor.hasher.protect(id_type, value))
+
+
+def _get_json(url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        console.print(f"[red]error[/red] {exc.code} from {url}: {detail}", highlight=False)
+        raise typer.Exit(1) from None
+    except urllib.error.URLError as exc:
+        console.print(f"[red]error[/red] no worker answers at {url}: {exc.reason}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -35,17 +35,21 @@ class RunError(RuntimeError):
 
 
 class LocalRun:
-    """A broker and one worker process; a context manager that leaves no process behind."""
+    """A broker and worker processes; a context manager that leaves no process behind.
+
+    Worker 0 keeps its state and log in `run_dir`; more workers (`start_worker(1)`, ...) join the
+    same consumer group, each with a directory and web port of its own, as separate machines would.
+    """
 
     def __init__(self, settings: Settings, topology: Topology):
         self.settings = settings
         self.topology = topology
         self.broker: EmbeddedBroker | None = None
-        self.worker: subprocess.Popen[bytes] | None = None
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
         stamp = time.strftime("%Y%m%d-%H%M%S")
         embedded = settings.broker is None
         self.run_dir = settings.data_dir / "runs" / stamp if embedded else settings.data_dir
-        self.web_port = free_port() if embedded else settings.web_port
+        self.web_ports = {0: free_port() if embedded else settings.web_port}
         self.url = settings.broker or ""
 
     @property
@@ -53,8 +57,18 @@ class LocalRun:
         return bootstrap_servers(self.url)
 
     @property
+    def web_port(self) -> int:
+        return self.web_ports[0]
+
+    def worker_dir(self, index: int = 0) -> Path:
+        return self.run_dir if index == 0 else self.run_dir / f"worker-{index}"
+
+    def worker_log_of(self, index: int) -> Path:
+        return self.worker_dir(index) / "worker.log"
+
+    @property
     def worker_log(self) -> Path:
-        return self.run_dir / "worker.log"
+        return self.worker_log_of(0)
 
     def start(self) -> LocalRun:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -65,14 +79,14 @@ class LocalRun:
         self.start_worker()
         return self
 
-    def worker_env(self) -> dict[str, str]:
-        """The worker's settings, all explicit: the child must not guess from its environment."""
+    def worker_env(self, index: int = 0) -> dict[str, str]:
+        """A worker's settings, all explicit: the child must not guess from its environment."""
         s = self.settings
         env = dict(os.environ)
         env.update(
             STREAM_APP_BROKER=self.url,
-            STREAM_APP_DATA_DIR=str(self.run_dir),
-            STREAM_APP_WEB_PORT=str(self.web_port),
+            STREAM_APP_DATA_DIR=str(self.worker_dir(index)),
+            STREAM_APP_WEB_PORT=str(self.web_ports.setdefault(index, free_port())),
             STREAM_APP_WEB_HOST=s.web_host,
             STREAM_APP_TOPOLOGY=str(s.topology),
             STREAM_APP_APP_ID=s.app_id,
@@ -84,30 +98,32 @@ class LocalRun:
             env["STREAM_APP_PII_KEY"] = s.pii_key.get_secret_value()
         return env
 
-    def start_worker(self) -> None:
-        self.worker = spawn(
-            [sys.executable, "-m", "stream_app", "worker"], self.worker_log, self.worker_env()
+    def start_worker(self, index: int = 0) -> None:
+        self.worker_dir(index).mkdir(parents=True, exist_ok=True)
+        self.workers[index] = spawn(
+            [sys.executable, "-m", "stream_app", "worker"], self.worker_log_of(index), self.worker_env(index)
         )
 
-    def kill_worker(self) -> None:
+    def kill_worker(self, index: int = 0) -> None:
         """SIGKILL, as a crash would: no shutdown, no final commit."""
-        if self.worker is not None:
-            self.worker.kill()
-            self.worker.wait(10)
-            self.worker = None
+        worker = self.workers.pop(index, None)
+        if worker is not None:
+            worker.kill()
+            worker.wait(10)
 
     def check_alive(self) -> None:
-        """Raise with the log of the broker or worker if one of them has died."""
+        """Raise with the log of the broker or a worker if one of them has died."""
         if self.broker is not None and not self.broker.running:
             raise RunError(
                 f"the embedded broker died; last lines of {self.broker.log_path}:\n"
                 f"{tail(self.broker.log_path)}"
             )
-        if self.worker is not None and self.worker.poll() is not None:
-            raise RunError(
-                f"the worker exited with {self.worker.returncode}; last lines of "
-                f"{self.worker_log}:\n{tail(self.worker_log)}"
-            )
+        for index, worker in self.workers.items():
+            if worker.poll() is not None:
+                log = self.worker_log_of(index)
+                raise RunError(
+                    f"worker {index} exited with {worker.returncode}; last lines of {log}:\n{tail(log)}"
+                )
 
     def stream_events(self, lines: list[bytes], on_sent=None) -> int:  # type: ignore[no-untyped-def]
         producer = make_producer(self.bootstrap)
@@ -136,9 +152,9 @@ class LocalRun:
         return read_topics(self.bootstrap, [spec.name for spec in self.topology.output_topics()])
 
     def stop(self) -> None:
-        if self.worker is not None:
-            stop(self.worker)
-            self.worker = None
+        for worker in self.workers.values():
+            stop(worker)
+        self.workers.clear()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None

@@ -78,6 +78,7 @@ class Person:
     store_id: str
     guide_id: str | None
     affluence: float
+    family_tablet: str | None = None
 
 
 @dataclass
@@ -139,7 +140,7 @@ def _make_people(rng: random.Random, count: int) -> list[Person]:
         household = rng.sample(people, min(len(people), rng.randint(2, 6)))
         tablet = str(uuid.UUID(int=rng.getrandbits(128)))
         for person in household:
-            person.devices.append(tablet)
+            person.family_tablet = tablet
     return people
 
 
@@ -184,7 +185,8 @@ def _digital_ids(rng: random.Random, p: Person, channel: str) -> dict[str, str |
         return {"openid": p.mp_openid, "unionid": p.unionid, "device_id": None}
     if channel == "official_account":
         return {"openid": p.oa_openid, "unionid": p.unionid}
-    ids: dict[str, str | None] = {"device_id": rng.choice(p.devices)}
+    device = p.family_tablet if p.family_tablet and rng.random() < 0.5 else rng.choice(p.devices)
+    ids: dict[str, str | None] = {"device_id": device}
     if p.member_id and rng.random() < 0.5:
         ids["member_id"] = p.member_id
     return ids

@@ -53,15 +53,27 @@ def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None) 
 
 
 @pytest.fixture
-def env(tmp_path, broker) -> Env:
-    path = isolated_topology(tmp_path)
-    settings = Settings(
-        broker=broker.url,
-        topology=path,
-        data_dir=tmp_path / "data",
-        app_id=f"it-{uuid.uuid4().hex[:8]}",
-        web_port=free_port(),
-        pii_key="integration-test-key",
-        fast_rebalance=True,
-    )
-    return Env(settings, load_topology(path), path)
+def make_env(tmp_path, broker):
+    """A fresh isolated environment (topics, consumer group, state directory) on each call."""
+
+    def make() -> Env:
+        home = tmp_path / f"env-{next(_counter)}"
+        home.mkdir()
+        path = isolated_topology(home)
+        settings = Settings(
+            broker=broker.url,
+            topology=path,
+            data_dir=home / "data",
+            app_id=f"it-{uuid.uuid4().hex[:8]}",
+            web_port=free_port(),
+            pii_key="integration-test-key",
+            fast_rebalance=True,
+        )
+        return Env(settings, load_topology(path), path)
+
+    return make
+
+
+@pytest.fixture
+def env(make_env) -> Env:
+    return make_env()

@@ -52,3 +52,25 @@ def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float
             time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def predicted_owners(resolved: list[dict], merges: list[dict], conflicts: list[dict]) -> dict[str, str]:
+    """Identifier key -> final one_id, as a consumer of the output topics can work it out:
+    an event's identifiers belong to its one_id unless refused; merges map old one_ids on."""
+    survivor = {m["merged_one_id"]: m["one_id"] for m in merges}
+
+    def final(one_id: str) -> str:
+        while one_id in survivor:
+            one_id = survivor[one_id]
+        return one_id
+
+    refused: dict[str, set[str]] = {}
+    for c in conflicts:
+        refused.setdefault(c["event_id"], set()).update(f"{r['type']}:{r['value']}" for r in c["refused"])
+    owners: dict[str, str] = {}
+    for event in resolved:
+        for id_type, value in event["identities"].items():
+            key = f"{id_type}:{value}"
+            if key not in refused.get(event["event_id"], ()):
+                owners.setdefault(key, event["one_id"])
+    return {key: final(one_id) for key, one_id in owners.items()}
