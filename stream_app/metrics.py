@@ -87,6 +87,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.identity_fast_path = Counter(
+            "stream_app_identity_fast_path_total",
+            "Events resolved from the local identifier map, without the linker",
+            registry=r,
+        )
         self.identity_profiles_created = Counter(
             "stream_app_identity_profiles_created_total", "New people (one_ids)", registry=r
         )

@@ -52,6 +52,7 @@ class Topics(_Frozen):
 class InternalTopics(_Frozen):
     events_by_id: TopicSpec
     linker: TopicSpec
+    identity_map: TopicSpec
     person_events: TopicSpec
     control: TopicSpec
 

@@ -14,7 +14,7 @@ seen together on events (union-find), whatever the order of events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from stream_app.identity.model import IdentityRules, Profile, new_one_id, sort_key, split_key
@@ -92,6 +92,24 @@ class _Joined:
         return sum(group.count(id_type) for group in self.groups)
 
 
+def known_owner(owner: Callable[[str], str | None], keys: list[str]) -> str | None:
+    """The one_id when every identifier is known and all resolve to it, else None.
+
+    The common case, and a decision that needs no linking: the resolver answers it before any
+    sorting, and workers answer it from their replica of the identifier map.
+
+    >>> known_owner({"a": "p1", "b": "p1"}.get, ["a", "b"]), known_owner({"a": "p1"}.get, ["a", "b"])
+    ('p1', None)
+    """
+    first = owner(keys[0]) if keys else None
+    if first is None:
+        return None
+    for key in keys[1:]:
+        if owner(key) != first:
+            return None
+    return first
+
+
 class IdentityResolver:
     """Resolves events' identifiers to one_ids against an `IdentityStore`.
 
@@ -113,14 +131,9 @@ class IdentityResolver:
     def resolve(self, keys: Iterable[str], event_id: str, event_time_ms: int) -> Resolution:
         keys = keys if isinstance(keys, list) else list(keys)
         owner = self.store.owner
-        # The common case, checked before any sorting: every identifier known, all to one person.
-        first = owner(keys[0]) if keys else None
-        if first is not None:
-            for key in keys[1:]:
-                if owner(key) != first:
-                    break
-            else:
-                return Resolution(first)
+        known = known_owner(owner, keys)
+        if known is not None:
+            return Resolution(known)
         ordered = sorted(set(keys), key=sort_key)
         if not ordered:
             raise ValueError("an event needs at least one identifier")

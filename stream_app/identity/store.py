@@ -222,8 +222,10 @@ class BufferedIdentityStore:
     def pending(self) -> bool:
         return bool(self._owners or self._profiles or self._aliases or self._refusals)
 
-    def commit(self) -> None:
-        for key, one_id in self._owners.items():
+    def commit(self) -> dict[str, str]:
+        """Apply the held writes; returns the owner changes (identifier key -> one_id)."""
+        owners = self._owners
+        for key, one_id in owners.items():
             self.inner.set_owner(key, one_id)
         for one_id, profile in self._profiles.items():
             if profile is _DELETED:
@@ -235,6 +237,7 @@ class BufferedIdentityStore:
         for key, one_ids in self._refusals:
             self.inner.record_refusal(key, one_ids)
         self.rollback()
+        return owners
 
     def rollback(self) -> None:
         self._owners, self._profiles, self._aliases, self._refusals = {}, {}, {}, []

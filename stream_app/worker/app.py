@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.transport.drivers.aiokafka import server_list
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -27,11 +28,13 @@ from stream_app.config.topology import TopicSpec
 from stream_app.control import CONTROL_HEADER, Barrier, Marker, StageDone, is_control
 from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity import records as identity_records
+from stream_app.identity.resolver import known_owner
 from stream_app.identity.store import BufferedIdentityStore, json_value_store
 from stream_app.ingest import Accepted, Ingestor, PiiHasher
 from stream_app.ingest.dedupe import is_first_delivery, position
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
+from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,7 @@ class Pipeline:
         self.conflicts = self._topic(t.identity_conflicts)
         self.events_by_id = self._topic(internal.events_by_id)
         self.linker = self._topic(internal.linker)
+        self.identity_map = self._topic(internal.identity_map)
         self.person_events = self._topic(internal.person_events)
         self.control = self._topic(internal.control)
 
@@ -129,6 +133,12 @@ class Pipeline:
             shareable_types=frozenset(topology.identity.shareable_types),
         )
         self.resolver = IdentityResolver(self._pending_identity, rules)
+        self.replica = IdentityMapReplica(
+            server_list(self.app.conf.broker, 9092),
+            internal.identity_map.name,
+            internal.identity_map.partitions,
+        )
+        self.app.task(self.replica.run)
 
         self._stage_inputs = {name: spec for name, spec in topology.stage_inputs()}
         stage_names = list(self._stage_inputs)
@@ -191,9 +201,19 @@ class Pipeline:
                 self.metrics.events_duplicate.inc()
                 continue
             # Send before remembering: a crash in between re-sends (at-least-once), never loses.
-            await self.linker.send(key=message.key, value=event.value)
+            await self._to_identity(message.key, event.value)
             self.seen_event_ids[event_id] = here
             self.metrics.events_out.inc()
+
+    async def _to_identity(self, key: bytes, value: bytes) -> None:
+        """Resolve here when the replica already knows the answer; otherwise ask the linker."""
+        event = orjson.loads(value)
+        one_id = known_owner(self.replica.get, identity_records.event_keys(event))
+        if one_id is None:
+            await self.linker.send(key=key, value=value)
+            return
+        self.metrics.identity_fast_path.inc()
+        await self._publish_resolved(event, one_id)
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -210,9 +230,7 @@ class Pipeline:
                 identity_records.event_keys(event), event["event_id"], event["event_time_ms"]
             )
         one_id = resolution.one_id.encode()
-        resolved = orjson.dumps(identity_records.resolved(event, resolution.one_id))
-        await self.resolved.send(key=one_id, value=resolved)
-        await self.person_events.send(key=one_id, value=b'{"kind":"event","event":' + resolved + b"}")
+        await self._publish_resolved(event, resolution.one_id)
         pending = []
         for merge in resolution.merges:
             record = identity_records.merge_record(merge, event)
@@ -230,9 +248,16 @@ class Pipeline:
             # must be on the broker first.
             for future in pending:
                 await future
-        self._pending_identity.commit()
+        for key, owner in self._pending_identity.commit().items():
+            await self.identity_map.send(key=key.encode(), value=owner.encode())
         if resolution.created:
             self.metrics.identity_profiles_created.inc()
+
+    async def _publish_resolved(self, event: dict[str, Any], one_id: str) -> None:
+        resolved = orjson.dumps(identity_records.resolved(event, one_id))
+        key = one_id.encode()
+        await self.resolved.send(key=key, value=resolved)
+        await self.person_events.send(key=key, value=b'{"kind":"event","event":' + resolved + b"}")
 
     # -- progress markers --------------------------------------------------------------------
 

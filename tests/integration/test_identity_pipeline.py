@@ -21,6 +21,11 @@ from tests.integration.helpers import predicted_owners
 pytestmark = pytest.mark.integration
 
 DAY = generate(people=1500, days=2, seed=21)
+REPLAY = [
+    orjson.dumps({**event, "event_id": event["event_id"] + "-again"})
+    for event in (orjson.loads(line) for line in DAY.lines[:3000] if line.startswith(b'{"event_id":"ev-'))
+]
+TRUTH = {**DAY.truth, **{f"{event_id}-again": person for event_id, person in DAY.truth.items()}}
 
 
 def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
@@ -29,13 +34,24 @@ def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
         for index in range(1, workers):
             run.start_worker(index)
         run.stream_events(DAY.lines)
+        run.finish_input(close_event_time=False, timeout=300)
+        fast_before = _fast_path(run, workers)
+        # The same people again, later: nearly every identifier is known by now, so each worker's
+        # replica of the identifier map answers and these events never wait for the linker.
+        run.stream_events(REPLAY)
         run.finish_input(close_event_time=True, timeout=300)
+        fast = _fast_path(run, workers) - fast_before
+        assert fast >= 0.8 * len(REPLAY), f"only {fast} of {len(REPLAY)} known events took the fast path"
         outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
         processed = [_counter(run.web_ports[i], "stream_app_messages_in_total") for i in range(workers)]
         if workers == 1:
             _check_graph_tools(run, env, outputs)
     assert outputs[topo.topics.resolved.name], "nothing resolved"
     return outputs, processed
+
+
+def _fast_path(run, workers: int) -> float:
+    return sum(_counter(run.web_ports[i], "stream_app_identity_fast_path_total") for i in range(workers))
 
 
 def _counter(port: int, name: str) -> float:
@@ -53,7 +69,7 @@ def _owners(env, outputs) -> dict[str, str]:
 def _score(env, outputs):
     resolved = outputs[env.topology.topics.resolved.name]
     events = {e["event_id"]: [f"{t}:{v}" for t, v in e["identities"].items()] for e in resolved}
-    return score(events.items(), DAY.truth, _owners(env, outputs))
+    return score(events.items(), TRUTH, _owners(env, outputs))
 
 
 def _check_graph_tools(run, env, outputs) -> None:
