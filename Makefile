@@ -28,9 +28,14 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration
 
+## Benchmarks, each beside its ceiling measured in the same run (medians; machines are noisy).
+bench: install
+	$(BIN)/python bench/bench_identity.py
+	$(BIN)/python bench/bench_pipeline.py
+
 lint: install
-	$(BIN)/ruff check stream_app tests
-	$(BIN)/mypy stream_app/ingest stream_app/config stream_app/control.py
+	$(BIN)/ruff check stream_app tests bench
+	$(BIN)/mypy stream_app/ingest stream_app/identity stream_app/config stream_app/control.py
 
 ## The bundled sample was made with this command.
 sample: install
