@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+import urllib.request
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from confluent_kafka import Producer
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.config.topology import TopicSpec
 from stream_app.io.kafka import ensure_topics, read_topics
@@ -66,7 +68,13 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
     if wipe_state:
         shutil.rmtree(run.run_dir / "state")
     run.start_worker()
-    run.stream_events(first + second)  # `first` again: every one is a duplicate now
+    # `first` again: every one is a duplicate now. `again`: the same people with a new device, so
+    # the linker must find them in its restored tables rather than create them anew.
+    again = [
+        valid_event(n, event_id=f"again-{n:06d}", identities={"member_id": f"M{n:07d}", "device_id": f"d{n}"})
+        for n in range(300)
+    ]
+    run.stream_events(first + second + again)
     run.finish_input(close_event_time=False, timeout=120)
     name = topo.topics.resolved.name
     return [orjson.loads(r.value) for r in read_topics(run.bootstrap, [name])[name]]
@@ -76,11 +84,20 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
 def test_killed_worker_keeps_its_table_state(env, wipe_state):
     with env.local_run() as run:
         resolved = _restart_scenario(run, wipe_state)
+        created = _counter(run.web_port, "stream_app_identity_profiles_created_total")
         log = run.worker_log.read_text()
     ids = [e["event_id"] for e in resolved]
-    assert len(ids) == len(set(ids)) == 400, "state lost: duplicates passed the de-duplicator"
+    assert len(ids) == len(set(ids)) == 700, "state lost: duplicates passed the de-duplicator"
+    one_id = {e["event_id"]: e["one_id"] for e in resolved}
+    assert all(one_id[f"again-{n:06d}"] == one_id[f"ev-{n:06d}"] for n in range(300))
+    assert created == 100, f"identity state lost: {created} people created after the restart, not 100"
     assert "ConsistencyError" not in log
     assert "tansu workaround: corrected end offsets" in log
+
+
+def _counter(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
 def test_plain_kafka_transport_shows_the_defect(env):
