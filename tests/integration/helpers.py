@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Iterable
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.io.kafka import iter_topics
 
@@ -74,3 +76,14 @@ def predicted_owners(resolved: list[dict], merges: list[dict], conflicts: list[d
             if key not in refused.get(event["event_id"], ()):
                 owners.setdefault(key, event["one_id"])
     return {key: final(one_id) for key, one_id in owners.items()}
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """A worker's metric from its /metrics page, summed over the samples matching `labels`."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )

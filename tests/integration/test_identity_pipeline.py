@@ -6,17 +6,15 @@ import io
 import os
 import subprocess
 import sys
-import urllib.request
 
 import networkx as nx
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.sample import generate
 from stream_app.sample.scoring import score
 from tests.integration.conftest import REPO
-from tests.integration.helpers import predicted_owners
+from tests.integration.helpers import metric, predicted_owners
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +41,7 @@ def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
         fast = _fast_path(run, workers) - fast_before
         assert fast >= 0.8 * len(REPLAY), f"only {fast} of {len(REPLAY)} known events took the fast path"
         outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
-        processed = [_counter(run.web_ports[i], "stream_app_messages_in_total") for i in range(workers)]
+        processed = [metric(run.web_ports[i], "stream_app_messages_in_total") for i in range(workers)]
         if workers == 1:
             _check_graph_tools(run, env, outputs)
     assert outputs[topo.topics.resolved.name], "nothing resolved"
@@ -51,12 +49,7 @@ def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
 
 
 def _fast_path(run, workers: int) -> float:
-    return sum(_counter(run.web_ports[i], "stream_app_identity_fast_path_total") for i in range(workers))
-
-
-def _counter(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+    return sum(metric(run.web_ports[i], "stream_app_identity_fast_path_total") for i in range(workers))
 
 
 def _owners(env, outputs) -> dict[str, str]:

@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-import urllib.request
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from confluent_kafka import Producer
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.config.topology import TopicSpec
 from stream_app.io.kafka import ensure_topics, read_topics
 from stream_app.io.processes import tail
 from stream_app.io.tansu_transport import true_end_offsets
 from stream_app.runner import LocalRun
-from tests.integration.helpers import valid_event, wait_committed
+from tests.integration.helpers import metric, valid_event, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +82,7 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
 def test_killed_worker_keeps_its_table_state(env, wipe_state):
     with env.local_run() as run:
         resolved = _restart_scenario(run, wipe_state)
-        created = _counter(run.web_port, "stream_app_identity_profiles_created_total")
+        created = metric(run.web_port, "stream_app_identity_profiles_created_total")
         log = run.worker_log.read_text()
     ids = [e["event_id"] for e in resolved]
     assert len(ids) == len(set(ids)) == 700, "state lost: duplicates passed the de-duplicator"
@@ -93,11 +91,6 @@ def test_killed_worker_keeps_its_table_state(env, wipe_state):
     assert created == 100, f"identity state lost: {created} people created after the restart, not 100"
     assert "ConsistencyError" not in log
     assert "tansu workaround: corrected end offsets" in log
-
-
-def _counter(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
 def test_plain_kafka_transport_shows_the_defect(env):
