@@ -8,10 +8,10 @@ A bad file fails with the file, the place inside it and the reason, e.g.::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 IDENTIFIER_TYPES: tuple[str, ...] = (
     "member_id",
@@ -101,6 +101,63 @@ def _check_types(types: Any) -> None:
         raise ValueError(f"unknown identifier type(s) {unknown}; known: {', '.join(IDENTIFIER_TYPES)}")
 
 
+_DURATION = r"^[1-9][0-9]*(ms|s|m|h|d)$"
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration_ms(text: str) -> int:
+    """`30d`, `24h`, `90m`, `5s`, `250ms` in milliseconds.
+
+    >>> duration_ms("24h")
+    86400000
+    """
+    unit = "ms" if text.endswith("ms") else text[-1]
+    return int(text[: -len(unit)]) * _UNITS_MS[unit]
+
+
+class When(_Frozen):
+    """Which events update a tag (all of them when omitted)."""
+
+    event_type: tuple[str, ...] | None = None
+    channel: tuple[str, ...] | None = None
+
+    @field_validator("event_type", "channel", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+
+TagKindName = Literal[
+    "count", "sum", "min", "max", "latest", "set", "window_count", "window_sum", "derived"
+]
+
+
+class TagSpec(_Frozen):
+    """One tag: its kind, what it reads from an event, and (derived) its expression."""
+
+    kind: TagKindName
+    field: str | None = Field(None, description="Event field path, e.g. properties.amount")
+    when: When = When()
+    window: Annotated[str, Field(pattern=_DURATION)] | None = None
+    bucket: Annotated[str, Field(pattern=_DURATION)] | None = None
+    by: str | None = Field(None, description="Sub-key field path, e.g. properties.category")
+    expr: str | None = Field(None, description="Derived tags: a rule-engine expression")
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> TagSpec:
+        needs_field = {"sum", "min", "max", "latest", "set", "window_sum"}
+        if self.kind in needs_field and not self.field:
+            raise ValueError(f"a {self.kind} tag needs `field`")
+        windowed = self.kind in ("window_count", "window_sum")
+        if windowed and not self.window:
+            raise ValueError(f"a {self.kind} tag needs `window` (e.g. 24h, 30d)")
+        if not windowed and (self.window or self.bucket or self.by):
+            raise ValueError("`window`, `bucket` and `by` are for window_count/window_sum tags")
+        if (self.kind == "derived") != bool(self.expr):
+            raise ValueError("`expr` is for derived tags, and derived tags need one")
+        return self
+
+
 class Ingest(_Frozen):
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 65536
 
@@ -113,6 +170,8 @@ class Topology(_Frozen):
     identifiers: Identifiers = Identifiers()
     identity: Identity = Identity()
     ingest: Ingest = Ingest()
+    allowed_lateness: Annotated[str, Field(pattern=_DURATION)] = "5m"
+    tags: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], TagSpec] = Field(default_factory=dict)
 
     def all_topics(self) -> list[TopicSpec]:
         """Every topic the topology reads or writes, inputs first."""
@@ -150,6 +209,12 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
         raise TopologyError(
             [f"{source}: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
         ) from None
+    from stream_app.tags.engine import TagEngine, TagError  # the tag compiler checks expressions
+
+    try:
+        TagEngine.from_specs(topology.tags)
+    except TagError as exc:
+        raise TopologyError([f"{source}: {problem}" for problem in exc.problems]) from None
     names = [spec.name for spec in topology.all_topics()]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:

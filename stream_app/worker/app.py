@@ -125,7 +125,6 @@ class Pipeline:
                 ("refusals", "identifier key -> refused links"),
             ]
         ]
-        self.identity_tables = identity_tables
         self.identity_store = json_value_store(*identity_tables)
         self._pending_identity = BufferedIdentityStore(self.identity_store)
         rules = IdentityRules(

@@ -1,0 +1,210 @@
+"""Tags per person: declared in `topology.yaml`, folded over that person's events, merged on merges.
+
+A profile's state is plain JSON: `{"tags": {name: kind state}, "recent": [event ids], "last_ms": n}`.
+`apply` folds one event in (and ignores an event it has already applied, so an at-least-once replay
+does not count twice), `merge` joins two people's states, `read` gives the tag values at a moment of
+event time, derived tags included.
+
+>>> engine = TagEngine.from_specs({"order_count": TagSpec(kind="count", when=When(event_type=("order_paid",)))})
+>>> state, changed = engine.apply(None, {"event_id": "e1", "event_type": "order_paid", "event_time_ms": 0}, 0)
+>>> changed
+{'order_count': 1}
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import rule_engine
+
+from stream_app.config.topology import TagSpec, When, duration_ms
+from stream_app.tags.kinds import Kind
+
+RECENT_EVENTS = 64
+"""Event ids remembered per person to recognise a replay (at-least-once redelivery)."""
+DAY_MS = 86_400_000
+
+
+class TagError(ValueError):
+    """A tag declaration that cannot work; `problems` holds `tags.<name>.<field>: reason` lines."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _path(field: str) -> tuple[str, ...]:
+    return tuple(field.split("."))
+
+
+def _get(event: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = event
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+@dataclass(frozen=True)
+class _Stored:
+    name: str
+    kind: Kind
+    when: When
+    field: tuple[str, ...] | None
+    by: tuple[str, ...] | None
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        w = self.when
+        return (w.event_type is None or event.get("event_type") in w.event_type) and (
+            w.channel is None or event.get("channel") in w.channel
+        )
+
+
+@dataclass(frozen=True)
+class _Derived:
+    name: str
+    rule: rule_engine.Rule
+
+
+class TagEngine:
+    def __init__(self, stored: list[_Stored], derived: list[_Derived]):
+        self.stored = stored
+        self.derived = derived  # in dependency order
+
+    @classmethod
+    def from_specs(cls, specs: Mapping[str, TagSpec]) -> TagEngine:
+        """Compile declarations; raise `TagError` on a bad expression, unknown name or cycle."""
+        stored, problems = [], []
+        for name, spec in specs.items():
+            if spec.kind == "derived":
+                continue
+            window = duration_ms(spec.window) if spec.window else 0
+            bucket = duration_ms(spec.bucket) if spec.bucket else max(60_000, window // 720)
+            stored.append(
+                _Stored(
+                    name,
+                    Kind(spec.kind, window, bucket),
+                    spec.when,
+                    _path(spec.field) if spec.field else None,
+                    _path(spec.by) if spec.by else None,
+                )
+            )
+        names = set(specs) | {"idle_days"}
+        context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
+        rules: dict[str, rule_engine.Rule] = {}
+        graph: dict[str, set[str]] = {}
+        for name, spec in specs.items():
+            if spec.kind != "derived":
+                continue
+            try:
+                rule = rule_engine.Rule(spec.expr, context=context)
+            except rule_engine.errors.EngineError as exc:
+                problems.append(f"tags.{name}.expr: {type(exc).__name__}: {exc.message}")
+                continue
+            used = {sym for sym in _symbols(rule)}
+            unknown = sorted(used - names)
+            if unknown:
+                problems.append(f"tags.{name}.expr: unknown name(s) {unknown}")
+            rules[name] = rule
+            graph[name] = {u for u in used if specs.get(u) is not None and specs[u].kind == "derived"}
+        try:
+            order = [n for n in graphlib.TopologicalSorter(graph).static_order() if n in rules]
+        except graphlib.CycleError as exc:
+            problems.append(f"tags: derived tags depend on each other in a cycle: {exc.args[1]}")
+            order = []
+        if problems:
+            raise TagError(problems)
+        return cls(stored, [_Derived(n, rules[n]) for n in order])
+
+    def apply(
+        self, state: dict[str, Any] | None, event: Mapping[str, Any], now_ms: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The state after `event`, and the stored tags whose value changed (read at `now_ms`)."""
+        state = state or {"tags": {}, "recent": [], "last_ms": None}
+        event_id = event["event_id"]
+        if event_id in state["recent"]:
+            return state, {}
+        tags = dict(state["tags"])
+        event_time_ms = int(event["event_time_ms"])
+        changed: dict[str, Any] = {}
+        for tag in self.stored:
+            if not tag.matches(event):
+                continue
+            value = _get(event, tag.field) if tag.field else None
+            if tag.field and (value is None or (tag.kind.kind in ("sum", "window_sum") and not _number(value))):
+                continue
+            sub_key = "" if tag.by is None else str(_get(event, tag.by) or "")
+            if tag.by is not None and not sub_key:
+                continue
+            before = tags.get(tag.name)
+            after, _late = tag.kind.update(before, value, sub_key, event_time_ms, event_id, now_ms)
+            after = tag.kind.expire(after, now_ms)
+            if after != before:
+                tags[tag.name] = after
+                old_value = tag.kind.read(before, now_ms, tag.by is not None)
+                new_value = tag.kind.read(after, now_ms, tag.by is not None)
+                if new_value != old_value:
+                    changed[tag.name] = new_value
+        last = state["last_ms"]
+        new_state = {
+            "tags": tags,
+            "recent": (state["recent"] + [event_id])[-RECENT_EVENTS:],
+            "last_ms": event_time_ms if last is None else max(last, event_time_ms),
+        }
+        return new_state, changed
+
+    def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None, now_ms: int) -> dict[str, Any]:
+        """The state of one person made of two (identity merge); commutative."""
+        if a is None or b is None:
+            return a or b or {"tags": {}, "recent": [], "last_ms": None}
+        tags = {}
+        for tag in self.stored:
+            merged = tag.kind.merge(a["tags"].get(tag.name), b["tags"].get(tag.name))
+            if merged is not None:
+                tags[tag.name] = tag.kind.expire(merged, now_ms)
+        recent = sorted(set(a["recent"]) | set(b["recent"]))[-RECENT_EVENTS:]
+        lasts = [x for x in (a["last_ms"], b["last_ms"]) if x is not None]
+        return {"tags": tags, "recent": recent, "last_ms": max(lasts) if lasts else None}
+
+    def read(self, state: dict[str, Any] | None, now_ms: int) -> dict[str, Any]:
+        """Every tag's value at `now_ms` (event time), derived tags included."""
+        state = state or {"tags": {}, "recent": [], "last_ms": None}
+        values: dict[str, Any] = {}
+        for tag in self.stored:
+            raw = state["tags"].get(tag.name, tag.kind.initial())
+            values[tag.name] = tag.kind.read(raw, now_ms, tag.by is not None)
+        last = state["last_ms"]
+        values["idle_days"] = None if last is None else (now_ms - last) / DAY_MS
+        for derived in self.derived:
+            values[derived.name] = derived.rule.evaluate(values)
+        del values["idle_days"]
+        return values
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _symbols(rule: rule_engine.Rule) -> set[str]:
+    """Names an expression reads (rule-engine keeps them on its parsed statement)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, rule_engine.ast.SymbolExpression):
+            found.add(node.name)
+        for attr in ("left", "right", "expression", "condition", "case_true", "case_false", "container", "member"):
+            child = getattr(node, attr, None)
+            if child is not None and child is not node:
+                walk(child)
+        for attr in ("value",):
+            child = getattr(node, attr, None)
+            if isinstance(child, list | tuple):
+                for item in child:
+                    walk(item)
+
+    walk(rule.statement.expression)
+    return found
