@@ -127,9 +127,7 @@ class When(_Frozen):
         return (value,) if isinstance(value, str) else value
 
 
-TagKindName = Literal[
-    "count", "sum", "min", "max", "latest", "set", "window_count", "window_sum", "derived"
-]
+TagKindName = Literal["count", "sum", "min", "max", "latest", "set", "window_count", "window_sum", "derived"]
 
 
 class TagSpec(_Frozen):

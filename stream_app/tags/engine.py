@@ -5,7 +5,8 @@ A profile's state is plain JSON: `{"tags": {name: kind state}, "recent": [event 
 does not count twice), `merge` joins two people's states, `read` gives the tag values at a moment of
 event time, derived tags included.
 
->>> engine = TagEngine.from_specs({"order_count": TagSpec(kind="count", when=When(event_type=("order_paid",)))})
+>>> orders = TagSpec(kind="count", when=When(event_type=("order_paid",)))
+>>> engine = TagEngine.from_specs({"order_count": orders})
 >>> state, changed = engine.apply(None, {"event_id": "e1", "event_type": "order_paid", "event_time_ms": 0}, 0)
 >>> changed
 {'order_count': 1}
@@ -135,7 +136,8 @@ class TagEngine:
             if not tag.matches(event):
                 continue
             value = _get(event, tag.field) if tag.field else None
-            if tag.field and (value is None or (tag.kind.kind in ("sum", "window_sum") and not _number(value))):
+            numeric = tag.kind.kind in ("sum", "window_sum")
+            if tag.field and (value is None or (numeric and not _number(value))):
                 continue
             sub_key = "" if tag.by is None else str(_get(event, tag.by) or "")
             if tag.by is not None and not sub_key:
@@ -189,6 +191,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_CHILDREN = ("left", "right", "expression", "condition", "case_true", "case_false", "container", "member")
+
+
 def _symbols(rule: rule_engine.Rule) -> set[str]:
     """Names an expression reads (rule-engine keeps them on its parsed statement)."""
     found: set[str] = set()
@@ -196,7 +201,7 @@ def _symbols(rule: rule_engine.Rule) -> set[str]:
     def walk(node: Any) -> None:
         if isinstance(node, rule_engine.ast.SymbolExpression):
             found.add(node.name)
-        for attr in ("left", "right", "expression", "condition", "case_true", "case_false", "container", "member"):
+        for attr in _CHILDREN:
             child = getattr(node, attr, None)
             if child is not None and child is not node:
                 walk(child)
