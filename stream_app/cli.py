@@ -283,6 +283,30 @@ def graph(
         raise typer.Exit(2)
 
 
+@app.command()
+def profile(
+    person: Annotated[str, typer.Argument(help="one_id or type:value identifier, e.g. phone:13800138000")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    web: WebOpt = None,
+    topology: TopologyOpt = None,
+) -> None:
+    """A person's tags and identifiers, live from a running worker."""
+    settings = _settings(topology=topology)
+    base = (web or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    key = person if person.startswith("p_") else _identifier_key(person, _topology(settings), settings)
+    data = _get_json(f"{base}/profiles/{urllib.parse.quote(key, safe='')}")
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    table = Table(title=f"{data['one_id']}  ({len(data['identifiers'])} identifiers)")
+    table.add_column("tag")
+    table.add_column("value")
+    for name, value in data["tags"].items():
+        table.add_row(name, orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value))
+    Console().print(table)
+    Console().print("identifiers: " + ", ".join(data["identifiers"]), highlight=False)
+
+
 def _identifier_key(person: str, topo: Topology, settings: Settings) -> str:
     """`phone:+86 138...` to the state key, normalised and hashed as ingest does it."""
     from stream_app.identity.model import identifier_key

@@ -28,6 +28,8 @@ class Marker:
     from_partition: int
     sources: int
     """How many upstream partitions send this marker to each downstream partition."""
+    stage: str = ""
+    """The stage it is for, where one topic feeds two (empty: the topic's first reader)."""
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

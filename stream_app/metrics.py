@@ -101,6 +101,18 @@ class Metrics:
             buckets=(0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.05),
             registry=r,
         )
+        self.tag_updates = Counter("stream_app_tag_updates_total", "Tag values changed by events", registry=r)
+        self.tags_late_events = Counter(
+            "stream_app_tags_late_events_total",
+            "Events older than their partition's watermark (cumulative tags only)",
+            registry=r,
+        )
+        self.tags_seconds = Histogram(
+            "stream_app_tags_seconds",
+            "Time to fold one record into a person's tags",
+            buckets=(0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05),
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "stream_app_ingest_seconds",
             "Time to validate and normalise one message",

@@ -178,7 +178,15 @@ class Topology(_Frozen):
     def stage_inputs(self) -> list[tuple[str, TopicSpec]]:
         """The worker's stages in order, each with the topic it reads; the last reports progress."""
         t, i = self.topics, self.internal_topics
-        return [("ingest", t.touchpoints), ("dedupe", i.events_by_id), ("link", i.linker)]
+        return [
+            ("ingest", t.touchpoints),
+            ("dedupe", i.events_by_id),
+            ("link", i.linker),
+            ("tags", i.person_events),
+            # The tag stage sends merged people's state between its own partitions: a second
+            # round of markers on the same topic settles those before a bounded run is done.
+            ("tags-settle", i.person_events),
+        ]
 
     def output_topics(self) -> list[TopicSpec]:
         """The topics users subscribe to (everything but the input and the internal topics)."""

@@ -147,17 +147,18 @@ class TagEngine:
             after = tag.kind.expire(after, now_ms)
             if after != before:
                 tags[tag.name] = after
-                old_value = tag.kind.read(before, now_ms, tag.by is not None)
-                new_value = tag.kind.read(after, now_ms, tag.by is not None)
-                if new_value != old_value:
-                    changed[tag.name] = new_value
+                changed[tag.name] = True
         last = state["last_ms"]
         new_state = {
             "tags": tags,
             "recent": (state["recent"] + [event_id])[-RECENT_EVENTS:],
             "last_ms": event_time_ms if last is None else max(last, event_time_ms),
         }
-        return new_state, changed
+        if not changed and new_state["last_ms"] == last:
+            return new_state, {}
+        # Derived tags (vip, lifecycle) change with the tags they read: compare whole readings.
+        before_values, after_values = self.read(state, now_ms), self.read(new_state, now_ms)
+        return new_state, {k: v for k, v in after_values.items() if before_values.get(k) != v}
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None, now_ms: int) -> dict[str, Any]:
         """The state of one person made of two (identity merge); commutative."""
@@ -180,7 +181,7 @@ class TagEngine:
             raw = state["tags"].get(tag.name, tag.kind.initial())
             values[tag.name] = tag.kind.read(raw, now_ms, tag.by is not None)
         last = state["last_ms"]
-        values["idle_days"] = None if last is None else (now_ms - last) / DAY_MS
+        values["idle_days"] = 0.0 if last is None else max(0.0, (now_ms - last) / DAY_MS)
         for derived in self.derived:
             values[derived.name] = derived.rule.evaluate(values)
         del values["idle_days"]

@@ -24,7 +24,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream_app.config import Settings, Topology
-from stream_app.config.topology import TopicSpec
+from stream_app.config.topology import TopicSpec, duration_ms
 from stream_app.control import CONTROL_HEADER, Barrier, Marker, StageDone, is_control
 from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity import records as identity_records
@@ -34,8 +34,11 @@ from stream_app.ingest import Accepted, Ingestor, PiiHasher
 from stream_app.ingest.dedupe import is_first_delivery, position
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
+from stream_app.tags.engine import TagEngine
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
+from stream_app.worker.profile_web import register_profile_views
+from stream_app.worker.tag_stage import TagStage
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Pipeline:
         self.ingestor = Ingestor.from_topology(topology, hasher)
         self.app = faust.App(settings.app_id, **faust_settings(settings, topology))
 
+        self._topics: dict[str, faust.TopicT] = {}
         t, internal = topology.topics, topology.internal_topics
         self.touchpoints = self._topic(t.touchpoints)
         self.dlq = self._topic(t.dlq)
@@ -102,6 +106,7 @@ class Pipeline:
         self.linker = self._topic(internal.linker)
         self.identity_map = self._topic(internal.identity_map)
         self.person_events = self._topic(internal.person_events)
+        self.profile_updates = self._topic(t.profile_updates)
         self.control = self._topic(internal.control)
 
         self.seen_event_ids = self.app.Table(
@@ -139,23 +144,34 @@ class Pipeline:
         )
         self.app.task(self.replica.run)
 
+        self.tags = TagStage(
+            self.app,
+            TagEngine.from_specs(topology.tags),
+            self.person_events,
+            self.profile_updates,
+            internal.person_events.partitions,
+            duration_ms(topology.allowed_lateness),
+            self.metrics,
+        )
+
         self._stage_inputs = {name: spec for name, spec in topology.stage_inputs()}
         stage_names = list(self._stage_inputs)
-        self._downstream = {
-            name: self._topic(self._stage_inputs[nxt]) if nxt else None
-            for name, nxt in zip(stage_names, [*stage_names[1:], None], strict=True)
-        }
+        self._next_stage = dict(zip(stage_names, [*stage_names[1:], None], strict=True))
         self._barriers = {name: Barrier() for name in stage_names}
         self.app.agent(self.touchpoints, name="ingest")(self._ingest_agent)
         self.app.agent(self.events_by_id, name="dedupe")(self._dedupe_agent)
         self.app.agent(self.linker, name="link")(self._link_agent)
+        self.app.agent(self.person_events, name="tags")(self._tags_agent)
         self.app.page("/metrics")(self._metrics_view())
         register_identity_views(self.app, identity_tables[0], self.identity_store)
+        register_profile_views(self.app, self.tags, self.replica)
 
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
-        return self.app.topic(
-            spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
-        )
+        if spec.name not in self._topics:
+            self._topics[spec.name] = self.app.topic(
+                spec.name, key_serializer="raw", value_serializer="raw", partitions=spec.partitions
+            )
+        return self._topics[spec.name]
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -258,17 +274,30 @@ class Pipeline:
         await self.resolved.send(key=key, value=resolved)
         await self.person_events.send(key=key, value=b'{"kind":"event","event":' + resolved + b"}")
 
+    # -- tags ---------------------------------------------------------------------------------
+
+    async def _tags_agent(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            if is_control(event.headers):
+                await self._on_marker("tags", partition, event.value)
+                continue
+            with self.metrics.tags_seconds.time():
+                await self.tags.handle(orjson.loads(event.value), partition)
+
     # -- progress markers --------------------------------------------------------------------
 
     async def _on_marker(self, stage: str, partition: int, value: bytes) -> None:
         marker = Marker.decode(value)
+        stage = marker.stage or stage
         if not self._barriers[stage].observe(partition, marker):
             return
         await self.app.producer.flush()  # everything sent before the marker is on the broker
-        downstream = self._downstream[stage]
+        next_stage = self._next_stage[stage]
         sources = self._stage_inputs[stage].partitions
-        if downstream is not None:
-            forwarded = Marker(marker.run, marker.close_event_time, partition, sources).encode()
+        if next_stage is not None:
+            downstream = self._topic(self._stage_inputs[next_stage])
+            forwarded = Marker(marker.run, marker.close_event_time, partition, sources, next_stage).encode()
             for target in range(int(downstream.partitions or 1)):
                 await downstream.send(value=forwarded, partition=target, headers=_CONTROL_HEADERS)
         else:
