@@ -31,6 +31,7 @@ integration: install
 ## Benchmarks, each beside its ceiling measured in the same run (medians; machines are noisy).
 bench: install
 	$(BIN)/python bench/bench_identity.py
+	$(BIN)/python bench/bench_tags.py
 	$(BIN)/python bench/bench_pipeline.py
 
 lint: install

@@ -131,10 +131,7 @@ class TagStage:
         await self.profile_updates.send(key=one_id.encode(), value=orjson.dumps(update))
 
     def profile(self, one_id: str) -> dict[str, Any] | None:
-        """Tags of a person now (event time of their partition), following merges."""
-        seen = 0
-        while (survivor := self.aliases.get(one_id)) is not None and seen < 100:
-            one_id, seen = survivor, seen + 1
+        """Tags of a live (not merged) person held by this worker, read at event-time now."""
         stored = self.states.get(one_id)
         if stored is None:
             return None

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import urllib.request
 
 import networkx as nx
 import orjson
@@ -44,8 +45,23 @@ def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
         processed = [metric(run.web_ports[i], "stream_app_messages_in_total") for i in range(workers)]
         if workers == 1:
             _check_graph_tools(run, env, outputs)
+        else:
+            _check_lookups_route(run, env, outputs)
     assert outputs[topo.topics.resolved.name], "nothing resolved"
     return outputs, processed
+
+
+def _check_lookups_route(run, env, outputs) -> None:
+    """Any worker answers a profile lookup: the one not owning the person forwards the request."""
+    owners = sorted(set(_owners(env, outputs).values()))[:60]
+    for one_id in owners:
+        answers = [
+            orjson.loads(
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/profiles/{one_id}", timeout=10).read()
+            )
+            for port in (run.web_ports[0], run.web_ports[1])
+        ]
+        assert answers[0] == answers[1] and answers[0]["one_id"] == one_id
 
 
 def _fast_path(run, workers: int) -> float:
