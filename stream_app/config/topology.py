@@ -156,6 +156,90 @@ class TagSpec(_Frozen):
         return self
 
 
+_CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class Store(_Frozen):
+    duty_guide: str
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class Cap(_Frozen):
+    max: Annotated[int, Field(ge=0)]
+    per: Annotated[str, Field(pattern=_DURATION)]
+
+
+class QuietHours(_Frozen):
+    start: Annotated[str, Field(pattern=_CLOCK)] = "22:00"
+    end: Annotated[str, Field(pattern=_CLOCK)] = "08:00"
+
+
+class ContactPolicy(_Frozen):
+    coupons: Cap = Cap(max=2, per="7d")
+    channels: dict[str, Cap] = Field(default_factory=dict)
+    quiet_hours: QuietHours = QuietHours()
+    timezone: str = "Asia/Shanghai"
+
+
+class Absence(_Frozen):
+    """The rule fires when no such event of the same person follows within the window."""
+
+    event_type: str
+    within: Annotated[str, Field(pattern=_DURATION)]
+
+
+class Limit(_Frozen):
+    once: bool = False
+    per: Annotated[str, Field(pattern=_DURATION)] | None = None
+    by: str | None = Field(None, description="Event field path: one limit per value, e.g. store_id")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Limit:
+        if self.once == bool(self.per):
+            raise ValueError("a limit is either `once: true` or `per: <duration>`")
+        return self
+
+
+class CouponAction(_Frozen):
+    template: str
+    channel: str | None = Field(None, description="Default: the triggering event's channel")
+
+
+class GuideAlertAction(_Frozen):
+    to: tuple[Literal["bound_guide", "duty_guide"], ...] = ("bound_guide",)
+    message: str
+    snapshot: tuple[str, ...] = ()
+    """Tags copied into the alert for the guide."""
+
+
+class RuleSpec(_Frozen):
+    when: When
+    condition: str | None = Field(None, alias="if", description="rule-engine expression")
+    absent: Absence | None = None
+    coupon: CouponAction | None = None
+    guide_alert: GuideAlertAction | None = None
+    limit: Limit
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_action(self) -> RuleSpec:
+        if (self.coupon is None) == (self.guide_alert is None):
+            raise ValueError("a rule has exactly one action: `coupon` or `guide_alert`")
+        return self
+
+
 class Ingest(_Frozen):
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 65536
 
@@ -170,6 +254,9 @@ class Topology(_Frozen):
     ingest: Ingest = Ingest()
     allowed_lateness: Annotated[str, Field(pattern=_DURATION)] = "5m"
     tags: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], TagSpec] = Field(default_factory=dict)
+    stores: dict[str, Store] = Field(default_factory=dict)
+    contact_policy: ContactPolicy = ContactPolicy()
+    rules: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RuleSpec] = Field(default_factory=dict)
 
     def all_topics(self) -> list[TopicSpec]:
         """Every topic the topology reads or writes, inputs first."""
@@ -221,11 +308,32 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
         TagEngine.from_specs(topology.tags)
     except TagError as exc:
         raise TopologyError([f"{source}: {problem}" for problem in exc.problems]) from None
+    problems = [f"{source}: {problem}" for problem in _rule_problems(topology)]
+    if problems:
+        raise TopologyError(problems)
     names = [spec.name for spec in topology.all_topics()]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise TopologyError([f"{source}: topics: topic name(s) used twice: {duplicated}"])
     return topology
+
+
+def _rule_problems(topology: Topology) -> list[str]:
+    import rule_engine
+
+    problems = []
+    context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
+    for name, rule in topology.rules.items():
+        if rule.condition:
+            try:
+                rule_engine.Rule(rule.condition, context=context)
+            except rule_engine.errors.EngineError as exc:
+                problems.append(f"rules.{name}.if: {type(exc).__name__}: {exc.message}")
+        if rule.guide_alert is not None:
+            unknown = sorted(set(rule.guide_alert.snapshot) - set(topology.tags))
+            if unknown:
+                problems.append(f"rules.{name}.guide_alert.snapshot: unknown tag(s) {unknown}")
+    return problems
 
 
 def load_topology(path: str | Path) -> Topology:

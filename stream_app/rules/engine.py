@@ -1,0 +1,344 @@
+"""Rule evaluation, limits, absence windows, the contact policy, quiet hours and idempotent keys.
+
+A person's rule state is plain JSON and merges like tag state, so limits follow a person across an
+identity merge:
+
+    fired     {"rule|sub-key": event time of the last firing}     rule limits
+    contacts  [[event time, channel, key], ...]                   coupons sent (frequency caps)
+    pending   [{rule, deadline_ms, trigger}]                      absence windows still open
+    deferred  [{due_ms, outcome}]                                 guide alerts held for quiet hours
+    keys      [action keys decided]                               idempotency: a replay decides nothing
+
+Every action key is a hash of the rule, the triggering event and the limit's sub-key: the same cause
+always gives the same key, whichever worker, one_id or replay decides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import rule_engine
+
+from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
+
+KEYS_KEPT = 512
+
+
+def action_key(rule: str, trigger_event_id: str, sub_key: str) -> str:
+    """The idempotency key of one action.
+
+    >>> action_key("welcome", "ev-1", "")
+    'a_14c4b743e05b0c956a60'
+    """
+    return "a_" + hashlib.sha256(f"{rule}|{trigger_event_id}|{sub_key}".encode()).hexdigest()[:20]
+
+
+def _get(event: Mapping[str, Any], path: str) -> Any:
+    value: Any = event
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+class _Defaulting(dict):  # type: ignore[type-arg]
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An action to emit (`suppressed` None) or one the policy held back (`suppressed` = reason)."""
+
+    rule: str
+    key: str
+    kind: str  # "coupon" or "guide_alert"
+    trigger: dict[str, Any]
+    at_ms: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    suppressed: str | None = None
+
+
+def empty_state() -> dict[str, Any]:
+    return {"fired": {}, "contacts": [], "pending": [], "deferred": [], "keys": []}
+
+
+@dataclass(frozen=True)
+class _Rule:
+    name: str
+    spec: RuleSpec
+    condition: rule_engine.Rule | None
+    per_ms: int
+    within_ms: int
+
+
+class RuleEngine:
+    def __init__(
+        self,
+        rules: Mapping[str, RuleSpec],
+        policy: ContactPolicy,
+        stores: Mapping[str, Store],
+    ):
+        context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
+        self.rules = [
+            _Rule(
+                name,
+                spec,
+                rule_engine.Rule(spec.condition, context=context) if spec.condition else None,
+                duration_ms(spec.limit.per) if spec.limit.per else 0,
+                duration_ms(spec.absent.within) if spec.absent else 0,
+            )
+            for name, spec in rules.items()
+        ]
+        self.policy = policy
+        self.stores = stores
+        self.coupon_window_ms = duration_ms(policy.coupons.per)
+        self.channel_caps = {ch: (cap.max, duration_ms(cap.per)) for ch, cap in policy.channels.items()}
+        self.history_ms = max([self.coupon_window_ms, *(per for _, per in self.channel_caps.values())])
+
+    # -- events ------------------------------------------------------------------------------
+
+    def on_event(
+        self,
+        state: dict[str, Any] | None,
+        event: Mapping[str, Any],
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        gap_days: float | None,
+    ) -> tuple[dict[str, Any], list[Outcome]]:
+        """Rules triggered by `event`; `before`/`after` are the person's tags around it."""
+        state = _copy(state)
+        t = int(event["event_time_ms"])
+        for pending in state["pending"]:  # an awaited event closes its absence window
+            absent = self._rule(pending["rule"]).spec.absent
+            awaited = absent is not None and event["event_type"] == absent.event_type
+            if awaited and pending["start_ms"] < t <= pending["deadline_ms"]:
+                pending["cancelled"] = True
+        outcomes: list[Outcome] = []
+        context = {
+            **after,
+            "before": dict(before),
+            "event": dict(event),
+            "properties": dict(event.get("properties") or {}),
+            "gap_days": gap_days,
+        }
+        for rule in self.rules:
+            w = rule.spec.when
+            if w.event_type is not None and event["event_type"] not in w.event_type:
+                continue
+            if w.channel is not None and event["channel"] not in w.channel:
+                continue
+            if rule.condition is not None and not _holds(rule.condition, context):
+                continue
+            trigger = _trigger(event)
+            if rule.spec.absent is not None:
+                if not any(
+                    p["trigger"]["event_id"] == trigger["event_id"] and p["rule"] == rule.name
+                    for p in state["pending"]
+                ):
+                    state["pending"].append(
+                        {
+                            "rule": rule.name,
+                            "start_ms": t,
+                            "deadline_ms": t + rule.within_ms,
+                            "trigger": trigger,
+                        }
+                    )
+                continue
+            outcome = self._decide(state, rule, trigger, t, after)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return state, outcomes
+
+    # -- event time passing ------------------------------------------------------------------
+
+    def on_time(
+        self, state: dict[str, Any] | None, now_ms: int, tags: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[Outcome]]:
+        """Absence windows whose deadline has passed, and deferred alerts now due."""
+        state = _copy(state)
+        outcomes: list[Outcome] = []
+        still_open = []
+        for pending in sorted(state["pending"], key=lambda p: (p["deadline_ms"], p["trigger"]["event_id"])):
+            if pending["deadline_ms"] > now_ms:
+                still_open.append(pending)
+            elif not pending.get("cancelled"):
+                outcome = self._decide(
+                    state, self._rule(pending["rule"]), pending["trigger"], pending["deadline_ms"], tags
+                )
+                if outcome is not None:
+                    outcomes.append(outcome)
+        state["pending"] = still_open
+        waiting = []
+        for deferred in sorted(state["deferred"], key=lambda d: (d["due_ms"], d["outcome"]["key"])):
+            if deferred["due_ms"] <= now_ms:
+                o = deferred["outcome"]
+                outcomes.append(
+                    Outcome(o["rule"], o["key"], o["kind"], o["trigger"], deferred["due_ms"], o["fields"])
+                )
+            else:
+                waiting.append(deferred)
+        state["deferred"] = waiting
+        return state, outcomes
+
+    def next_due(self, state: dict[str, Any] | None) -> int | None:
+        """The earliest event time at which `on_time` has something to do."""
+        if not state:
+            return None
+        times = [p["deadline_ms"] for p in state["pending"]] + [d["due_ms"] for d in state["deferred"]]
+        return min(times) if times else None
+
+    # -- merges ------------------------------------------------------------------------------
+
+    def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+        """One person's rule state from two: limits, contact history and open windows carry over."""
+        a, b = _copy(a), _copy(b)
+        fired = dict(a["fired"])
+        for key, at in b["fired"].items():
+            fired[key] = max(at, fired.get(key, at))
+        contacts = {c[2]: c for c in a["contacts"] + b["contacts"]}
+        pending = {(p["rule"], p["trigger"]["event_id"]): p for p in a["pending"] + b["pending"]}
+        deferred = {d["outcome"]["key"]: d for d in a["deferred"] + b["deferred"]}
+        keys = sorted(set(a["keys"]) | set(b["keys"]))
+        return {
+            "fired": fired,
+            "contacts": sorted(contacts.values()),
+            "pending": [pending[k] for k in sorted(pending)],
+            "deferred": [deferred[k] for k in sorted(deferred)],
+            "keys": keys[-KEYS_KEPT:],
+        }
+
+    # -- deciding one action -----------------------------------------------------------------
+
+    def _rule(self, name: str) -> _Rule:
+        return next(r for r in self.rules if r.name == name)
+
+    def _decide(
+        self, state: dict[str, Any], rule: _Rule, trigger: dict[str, Any], at_ms: int, tags: Mapping[str, Any]
+    ) -> Outcome | None:
+        spec = rule.spec
+        sub_key = str(_get(trigger, spec.limit.by) or "") if spec.limit.by else ""
+        key = action_key(rule.name, trigger["event_id"], sub_key)
+        if key in state["keys"]:
+            return None  # decided before: a replay, or the same cause seen again
+        state["keys"] = (state["keys"] + [key])[-KEYS_KEPT:]
+        kind = "coupon" if spec.coupon else "guide_alert"
+        limit_key = f"{rule.name}|{sub_key}"
+        last = state["fired"].get(limit_key)
+        if last is not None and (spec.limit.once or at_ms - last < rule.per_ms):
+            return Outcome(rule.name, key, kind, trigger, at_ms, suppressed="rule_limit")
+        if spec.coupon is not None:
+            channel = spec.coupon.channel or trigger["channel"]
+            reason = self._capped(state, channel, at_ms)
+            fields = {"template": spec.coupon.template, "channel": channel}
+            if reason is not None:
+                return Outcome(rule.name, key, kind, trigger, at_ms, fields, suppressed=reason)
+            state["fired"][limit_key] = at_ms
+            cutoff = at_ms - self.history_ms
+            state["contacts"] = [c for c in state["contacts"] if c[0] > cutoff] + [[at_ms, channel, key]]
+            return Outcome(rule.name, key, kind, trigger, at_ms, fields)
+        assert spec.guide_alert is not None
+        alert = spec.guide_alert
+        store_id = trigger.get("store_id")
+        guide = None
+        for recipient in alert.to:
+            if recipient == "bound_guide" and tags.get("bound_guide_id"):
+                guide = tags["bound_guide_id"]
+            elif recipient == "duty_guide" and (store := self.stores.get(store_id or "")) is not None:
+                guide = store.duty_guide
+            if guide:
+                break
+        if not guide:
+            return Outcome(rule.name, key, kind, trigger, at_ms, suppressed="no_recipient")
+        values = _Defaulting({**tags, **trigger, **(trigger.get("properties") or {})})
+        fields = {
+            "guide_id": guide,
+            "store_id": store_id,
+            "message": alert.message.format_map(values),
+            "tags": {name: tags.get(name) for name in alert.snapshot},
+        }
+        state["fired"][limit_key] = at_ms
+        due = self._after_quiet_hours(at_ms, store_id)
+        if due is not None:
+            state["deferred"].append(
+                {
+                    "due_ms": due,
+                    "outcome": {
+                        "rule": rule.name,
+                        "key": key,
+                        "kind": kind,
+                        "trigger": trigger,
+                        "fields": fields,
+                    },
+                }
+            )
+            return None
+        return Outcome(rule.name, key, kind, trigger, at_ms, fields)
+
+    def _capped(self, state: dict[str, Any], channel: str, at_ms: int) -> str | None:
+        cap = self.policy.coupons
+        recent = [c for c in state["contacts"] if at_ms - self.coupon_window_ms < c[0] <= at_ms]
+        if len(recent) >= cap.max:
+            return f"cap:coupons_per_{cap.per}"
+        if channel in self.channel_caps:
+            limit, per_ms = self.channel_caps[channel]
+            used = [c for c in state["contacts"] if c[1] == channel and at_ms - per_ms < c[0] <= at_ms]
+            if len(used) >= limit:
+                return f"cap:{channel}_per_{self.policy.channels[channel].per}"
+        return None
+
+    def _after_quiet_hours(self, at_ms: int, store_id: str | None) -> int | None:
+        """The end of the quiet hours `at_ms` falls in (store time), or None outside them."""
+        store = self.stores.get(store_id or "")
+        zone = ZoneInfo(store.timezone if store is not None else self.policy.timezone)
+        local = datetime.fromtimestamp(at_ms / 1000, tz=UTC).astimezone(zone)
+        start = _clock(self.policy.quiet_hours.start)
+        end = _clock(self.policy.quiet_hours.end)
+        now = (local.hour, local.minute)
+        quiet = (start <= now or now < end) if start > end else (start <= now < end)
+        if not quiet:
+            return None
+        day = local.date() if now < end else local.date() + timedelta(days=1)
+        resume = datetime(day.year, day.month, day.day, end[0], end[1], tzinfo=zone)
+        return int(resume.timestamp() * 1000)
+
+
+def _clock(text: str) -> tuple[int, int]:
+    hours, minutes = text.split(":")
+    return int(hours), int(minutes)
+
+
+def _holds(rule: rule_engine.Rule, context: Mapping[str, Any]) -> bool:
+    try:
+        return bool(rule.evaluate(context))
+    except rule_engine.errors.EvaluationError:
+        return False  # e.g. a tag the event did not have: the condition does not hold
+
+
+def _trigger(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What an action needs to remember of the event that caused it."""
+    keep = ("event_id", "event_type", "occurred_at", "event_time_ms", "channel", "store_id", "guide_id")
+    trigger = {k: event[k] for k in keep if k in event}
+    trigger["properties"] = dict(event.get("properties") or {})
+    return trigger
+
+
+def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:
+        return empty_state()
+    return {
+        "fired": dict(state["fired"]),
+        "contacts": [list(c) for c in state["contacts"]],
+        "pending": [dict(p) for p in state["pending"]],
+        "deferred": list(state["deferred"]),
+        "keys": list(state["keys"]),
+    }
+
+
+__all__ = ["Outcome", "RuleEngine", "action_key", "empty_state"]
