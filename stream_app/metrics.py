@@ -113,6 +113,24 @@ class Metrics:
             buckets=(0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05),
             registry=r,
         )
+        self.actions_emitted = Counter(
+            "stream_app_actions_emitted_total",
+            "Coupons and guide alerts emitted",
+            ["rule", "action"],
+            registry=r,
+        )
+        self.actions_suppressed = Counter(
+            "stream_app_actions_suppressed_total",
+            "Actions held back by a rule limit, the contact policy or a missing recipient",
+            ["rule", "reason"],
+            registry=r,
+        )
+        self.action_latency = Histogram(
+            "stream_app_action_latency_seconds",
+            "From the trigger event's arrival to its action's emission (absences and quiet hours included)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "stream_app_ingest_seconds",
             "Time to validate and normalise one message",

@@ -269,10 +269,10 @@ class Topology(_Frozen):
             ("ingest", t.touchpoints),
             ("dedupe", i.events_by_id),
             ("link", i.linker),
-            ("tags", i.person_events),
-            # The tag stage sends merged people's state between its own partitions: a second
+            ("people", i.person_events),
+            # The person stage sends merged people's state between its own partitions: a second
             # round of markers on the same topic settles those before a bounded run is done.
-            ("tags-settle", i.person_events),
+            ("people-settle", i.person_events),
         ]
 
     def output_topics(self) -> list[TopicSpec]:

@@ -8,6 +8,7 @@ identity merge:
     pending   [{rule, deadline_ms, trigger}]                      absence windows still open
     deferred  [{due_ms, outcome}]                                 guide alerts held for quiet hours
     keys      [action keys decided]                               idempotency: a replay decides nothing
+    awaited   {event type: [recent event times]}                  for absence windows opened late
 
 Every action key is a hash of the rule, the triggering event and the limit's sub-key: the same cause
 always gives the same key, whichever worker, one_id or replay decides it.
@@ -27,6 +28,7 @@ import rule_engine
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
 
 KEYS_KEPT = 512
+AWAITED_KEPT = 50
 
 
 def action_key(rule: str, trigger_event_id: str, sub_key: str) -> str:
@@ -66,7 +68,7 @@ class Outcome:
 
 
 def empty_state() -> dict[str, Any]:
-    return {"fired": {}, "contacts": [], "pending": [], "deferred": [], "keys": []}
+    return {"fired": {}, "contacts": [], "pending": [], "deferred": [], "keys": [], "awaited": {}}
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class RuleEngine:
         self.coupon_window_ms = duration_ms(policy.coupons.per)
         self.channel_caps = {ch: (cap.max, duration_ms(cap.per)) for ch, cap in policy.channels.items()}
         self.history_ms = max([self.coupon_window_ms, *(per for _, per in self.channel_caps.values())])
+        self.awaited = {r.spec.absent.event_type for r in self.rules if r.spec.absent}
+        self.awaited_ms = max([r.within_ms for r in self.rules], default=0) * 4
 
     # -- events ------------------------------------------------------------------------------
 
@@ -120,6 +124,11 @@ class RuleEngine:
             awaited = absent is not None and event["event_type"] == absent.event_type
             if awaited and pending["start_ms"] < t <= pending["deadline_ms"]:
                 pending["cancelled"] = True
+        if event["event_type"] in self.awaited:
+            # Remembered a while, because it may overtake the event that opens its window
+            # (it took the identity fast path; the other waited for the linker).
+            seen = [x for x in state["awaited"].get(event["event_type"], []) if x > t - self.awaited_ms]
+            state["awaited"][event["event_type"]] = sorted({*seen, t})[-AWAITED_KEPT:]
         outcomes: list[Outcome] = []
         context = {
             **after,
@@ -138,16 +147,20 @@ class RuleEngine:
                 continue
             trigger = _trigger(event)
             if rule.spec.absent is not None:
-                if not any(
+                known = any(
                     p["trigger"]["event_id"] == trigger["event_id"] and p["rule"] == rule.name
                     for p in state["pending"]
-                ):
+                )
+                if not known:
+                    deadline = t + rule.within_ms
+                    already = state["awaited"].get(rule.spec.absent.event_type, [])
                     state["pending"].append(
                         {
                             "rule": rule.name,
                             "start_ms": t,
-                            "deadline_ms": t + rule.within_ms,
+                            "deadline_ms": deadline,
                             "trigger": trigger,
+                            "cancelled": any(t < x <= deadline for x in already),
                         }
                     )
                 continue
@@ -206,7 +219,12 @@ class RuleEngine:
         pending = {(p["rule"], p["trigger"]["event_id"]): p for p in a["pending"] + b["pending"]}
         deferred = {d["outcome"]["key"]: d for d in a["deferred"] + b["deferred"]}
         keys = sorted(set(a["keys"]) | set(b["keys"]))
+        awaited = {
+            kind: sorted(set(a["awaited"].get(kind, [])) | set(b["awaited"].get(kind, [])))[-AWAITED_KEPT:]
+            for kind in {*a["awaited"], *b["awaited"]}
+        }
         return {
+            "awaited": awaited,
             "fired": fired,
             "contacts": sorted(contacts.values()),
             "pending": [pending[k] for k in sorted(pending)],
@@ -323,7 +341,16 @@ def _holds(rule: rule_engine.Rule, context: Mapping[str, Any]) -> bool:
 
 def _trigger(event: Mapping[str, Any]) -> dict[str, Any]:
     """What an action needs to remember of the event that caused it."""
-    keep = ("event_id", "event_type", "occurred_at", "event_time_ms", "channel", "store_id", "guide_id")
+    keep = (
+        "event_id",
+        "event_type",
+        "occurred_at",
+        "event_time_ms",
+        "ingested_at_ms",
+        "channel",
+        "store_id",
+        "guide_id",
+    )
     trigger = {k: event[k] for k in keep if k in event}
     trigger["properties"] = dict(event.get("properties") or {})
     return trigger
@@ -338,6 +365,7 @@ def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
         "pending": [dict(p) for p in state["pending"]],
         "deferred": list(state["deferred"]),
         "keys": list(state["keys"]),
+        "awaited": {kind: list(times) for kind, times in state.get("awaited", {}).items()},
     }
 
 

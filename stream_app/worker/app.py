@@ -34,16 +34,18 @@ from stream_app.ingest import Accepted, Ingestor, PiiHasher
 from stream_app.ingest.dedupe import is_first_delivery, position
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
+from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
+from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
-from stream_app.worker.tag_stage import TagStage
 
 log = logging.getLogger(__name__)
 
 _CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
+TICK_INTERVAL_S = 5.0
 
 
 def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
@@ -144,15 +146,23 @@ class Pipeline:
         )
         self.app.task(self.replica.run)
 
-        self.tags = TagStage(
+        self.people = PersonStage(
             self.app,
             TagEngine.from_specs(topology.tags),
-            self.person_events,
-            self.profile_updates,
+            RuleEngine(topology.rules, topology.contact_policy, topology.stores),
+            {
+                "person_events": self.person_events,
+                "profile_updates": self.profile_updates,
+                "coupons": self._topic(t.coupons),
+                "guide_alerts": self._topic(t.guide_alerts),
+                "actions_suppressed": self._topic(t.actions_suppressed),
+            },
             internal.person_events.partitions,
             duration_ms(topology.allowed_lateness),
             self.metrics,
+            clock,
         )
+        self.app.timer(interval=TICK_INTERVAL_S)(self._tick)
 
         self._stage_inputs = {name: spec for name, spec in topology.stage_inputs()}
         stage_names = list(self._stage_inputs)
@@ -161,10 +171,10 @@ class Pipeline:
         self.app.agent(self.touchpoints, name="ingest")(self._ingest_agent)
         self.app.agent(self.events_by_id, name="dedupe")(self._dedupe_agent)
         self.app.agent(self.linker, name="link")(self._link_agent)
-        self.app.agent(self.person_events, name="tags")(self._tags_agent)
+        self.app.agent(self.person_events, name="people")(self._people_agent)
         self.app.page("/metrics")(self._metrics_view())
         register_identity_views(self.app, identity_tables[0], self.identity_store)
-        register_profile_views(self.app, self.tags, self.replica)
+        register_profile_views(self.app, self.people, self.replica)
 
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
         if spec.name not in self._topics:
@@ -274,16 +284,22 @@ class Pipeline:
         await self.resolved.send(key=key, value=resolved)
         await self.person_events.send(key=key, value=b'{"kind":"event","event":' + resolved + b"}")
 
-    # -- tags ---------------------------------------------------------------------------------
+    # -- people: tags and trigger rules ----------------------------------------------------
 
-    async def _tags_agent(self, stream: faust.StreamT) -> None:
+    async def _people_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             partition = event.message.partition
             if is_control(event.headers):
-                await self._on_marker("tags", partition, event.value)
+                await self._on_marker("people", partition, event.value)
                 continue
             with self.metrics.tags_seconds.time():
-                await self.tags.handle(orjson.loads(event.value), partition)
+                await self.people.handle(orjson.loads(event.value), partition)
+
+    async def _tick(self) -> None:
+        """Event time must pass even where no events come: every partition gets a tick."""
+        tick = orjson.dumps({"kind": "tick", "wall_ms": int(self.clock() * 1000)})
+        for partition in range(int(self.person_events.partitions or 1)):
+            await self.person_events.send(value=tick, partition=partition)
 
     # -- progress markers --------------------------------------------------------------------
 
@@ -292,6 +308,8 @@ class Pipeline:
         stage = marker.stage or stage
         if not self._barriers[stage].observe(partition, marker):
             return
+        if marker.close_event_time and stage in ("people", "people-settle"):
+            await self.people.close_event_time(partition)
         await self.app.producer.flush()  # everything sent before the marker is on the broker
         next_stage = self._next_stage[stage]
         sources = self._stage_inputs[stage].partitions

@@ -17,7 +17,7 @@ import faust
 from faust.web import Request, Response, View
 
 from stream_app.worker.identity_replica import IdentityMapReplica
-from stream_app.worker.tag_stage import TagStage
+from stream_app.worker.person_stage import PersonStage
 
 
 async def _forwarded(app: faust.App, view: View, request: Request, topic: str, key: bytes) -> Response | None:
@@ -32,7 +32,7 @@ async def _forwarded(app: faust.App, view: View, request: Request, topic: str, k
         return view.bytes(body, status=response.status, content_type=response.content_type)
 
 
-def register_profile_views(app: faust.App, tags: TagStage, replica: IdentityMapReplica) -> None:
+def register_profile_views(app: faust.App, tags: PersonStage, replica: IdentityMapReplica) -> None:
     class ProfileView(View):
         async def get(self, request: Request, person: str) -> Response:
             if not person.startswith("p_"):

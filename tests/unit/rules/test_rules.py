@@ -253,3 +253,11 @@ def test_unknown_store_time_zone_fails_at_load():
     data["stores"]["XX1"] = {"duty_guide": "G", "timezone": "Mars/Olympus"}
     with pytest.raises(TopologyError, match=r"stores\.XX1\.timezone: .*unknown time zone"):
         parse_topology(data, source="t.yaml")
+
+
+def test_an_order_that_overtakes_its_cart_still_cancels_the_coupon():
+    p = Person()
+    p.event("order_paid", T + 10 * MIN, properties={"amount": 100})
+    p.event("add_to_cart", T, properties={"amount": 100})
+    p.time(T + 2 * HOUR)
+    assert p.emitted("cart_abandon") == []

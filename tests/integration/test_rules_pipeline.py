@@ -1,0 +1,147 @@
+"""Trigger rules through the real pipeline on the embedded broker.
+
+The input comes in phases, each processed to the end before the next, so that event time moves
+exactly as the scenario says (within a phase, events may be processed in any order).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from stream_app.io.kafka import read_topics
+
+pytestmark = pytest.mark.integration
+
+SH = timezone(timedelta(hours=8))
+DAY0 = datetime(2026, 11, 22, 10, 0, tzinfo=SH)
+
+
+def ev(event_id: str, event_type: str, at: datetime, channel: str = "app", **extra) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "occurred_at": at.isoformat(timespec="milliseconds"),
+            "channel": channel,
+            **extra,
+        }
+    )
+
+
+def m(minutes: float) -> timedelta:
+    return timedelta(minutes=minutes)
+
+
+PHASES = [
+    [  # 10:00: everyone starts
+        ev("w-reg", "member_register", DAY0, "miniprogram", identities={"member_id": "MW"}),
+        ev("c1-cart", "add_to_cart", DAY0, "web", identities={"member_id": "MC1"}, properties={"amount": 99}),
+        ev("c2-cart", "add_to_cart", DAY0, "web", identities={"member_id": "MC2"}, properties={"amount": 99}),
+        ev("c3-cart", "add_to_cart", DAY0, "official_account", identities={"member_id": "MC3"}),
+        ev("cap-reg", "member_register", DAY0, identities={"member_id": "MK"}),
+        ev(
+            "vip-order",
+            "order_paid",
+            DAY0,
+            "pos",
+            identities={"member_id": "MV"},
+            store_id="SH001",
+            properties={"amount": 6800},
+        ),
+        ev("mg-reg", "member_register", DAY0, identities={"member_id": "MG", "device_id": "DG"}),
+        ev("mg-view", "page_view", DAY0, identities={"phone": "13911112222"}),
+    ],
+    [  # the orders that decide the two carts: at 29:59 and at 30:01
+        ev(
+            "c1-order",
+            "order_paid",
+            DAY0 + m(29 + 59 / 60),
+            identities={"member_id": "MC1"},
+            properties={"amount": 99},
+        ),
+        ev(
+            "c2-order",
+            "order_paid",
+            DAY0 + m(30 + 1 / 60),
+            identities={"member_id": "MC2"},
+            properties={"amount": 99},
+        ),
+    ],
+    [  # the capped person abandons two more carts the same week; the VIP visits a store late
+        ev("cap-cart1", "add_to_cart", DAY0 + timedelta(hours=2), identities={"member_id": "MK"}),
+        ev("cap-cart2", "add_to_cart", DAY0 + timedelta(days=2), identities={"member_id": "MK"}),
+        ev(
+            "vip-visit",
+            "store_visit",
+            DAY0.replace(hour=23, minute=10),
+            "pos",
+            identities={"member_id": "MV"},
+            store_id="SH001",
+        ),
+        ev(
+            "mg-link",
+            "login",
+            DAY0 + timedelta(days=3),
+            identities={"member_id": "MG", "phone": "13911112222"},
+        ),
+    ],
+    [  # registering again through the merged-in phone: the welcome limit came along
+        ev("mg-reg2", "member_register", DAY0 + timedelta(days=4), identities={"phone": "+86 139-1111-2222"}),
+        ev("w-reg2", "member_register", DAY0 + timedelta(days=40), identities={"member_id": "MW"}),
+    ],
+]
+
+
+def _outputs(run, topo) -> dict[str, list[dict]]:
+    names = [topo.topics.coupons.name, topo.topics.guide_alerts.name, topo.topics.actions_suppressed.name]
+    return {n: [orjson.loads(r.value) for r in rs] for n, rs in read_topics(run.bootstrap, names).items()}
+
+
+def test_default_rules_on_a_scripted_week(env):
+    topo = env.topology
+    with env.local_run() as run:
+        for n, phase in enumerate(PHASES):
+            run.stream_events(phase)
+            run.finish_input(close_event_time=n == len(PHASES) - 1, timeout=120)
+        out = _outputs(run, topo)
+        # The same input again, into the same state: no new action.
+        for phase in PHASES:
+            run.stream_events(phase)
+        run.finish_input(close_event_time=True, timeout=120)
+        again = _outputs(run, topo)
+
+    coupons = {(c["rule"], c["trigger_event_id"]): c for c in out[topo.topics.coupons.name]}
+    assert set(coupons) == {
+        ("welcome", "w-reg"),
+        ("welcome", "cap-reg"),
+        ("welcome", "mg-reg"),
+        ("cart_abandon", "c2-cart"),  # the order came at 30:01
+        ("cart_abandon", "c3-cart"),  # nobody came back: resolved when event time closed
+        ("cart_abandon", "cap-cart1"),  # the second coupon of that week
+    }
+    assert coupons[("cart_abandon", "c2-cart")]["decided_at"].startswith("2026-11-22T02:30:00")
+    assert coupons[("cart_abandon", "c3-cart")]["channel"] == "official_account"
+    assert coupons[("welcome", "w-reg")]["template"] == "WELCOME_10"
+
+    suppressed = Counter(
+        (s["rule"], s["trigger_event_id"], s["reason"]) for s in out[topo.topics.actions_suppressed.name]
+    )
+    assert suppressed == Counter(
+        {
+            ("cart_abandon", "cap-cart2", "cap:coupons_per_7d"): 1,
+            ("welcome", "mg-reg2", "rule_limit"): 1,
+            ("welcome", "w-reg2", "rule_limit"): 1,
+        }
+    )
+
+    (alert,) = out[topo.topics.guide_alerts.name]
+    assert alert["rule"] == "vip_store_visit" and alert["guide_id"] == "G1001"
+    assert alert["decided_at"].startswith("2026-11-23T00:00:00")  # 08:00 in Shanghai, after quiet hours
+    assert "¥6,800" in alert["message"] and alert["tags"]["lifetime_spend"] == 6800
+
+    assert again == out
+    assert len({c["coupon_key"] for c in out[topo.topics.coupons.name]}) == len(coupons)
