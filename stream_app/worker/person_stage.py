@@ -109,7 +109,9 @@ class PersonStage:
         if t < watermark:
             self.metrics.tags_late_events.inc()
         stored = self._load(one_id)
-        now = max(watermark, t)
+        # Tags are read at stream time (the newest event time of the partition), so a window's
+        # count moves by one per event whatever order the events of a minute arrive in.
+        now = self._last_seen[partition][0]
         tags, changed = self.engine.apply(stored["tags"], event, now)
         if tags is stored["tags"]:
             return  # a replay: already applied
@@ -282,8 +284,8 @@ class PersonStage:
         if stored is None or stored["tags"] is None:
             return None
         tags = stored["tags"]
-        # Event time "now": the newest watermark of this worker's partitions (lookups are rare).
-        now = max([*self.watermarks.values(), tags["last_ms"] or 0])
+        # Event time "now": the newest stream time of this worker's partitions (lookups are rare).
+        now = max([*(newest for newest, _ in self._last_seen.values()), tags["last_ms"] or 0])
         return {
             "one_id": one_id,
             "tags": self.engine.read(tags, now),

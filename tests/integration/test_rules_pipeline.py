@@ -95,6 +95,34 @@ PHASES = [
     ],
 ]
 
+# More people, phase by phase: a bound customer browsing bags, a buyer back after 61 days, and
+# someone whose only channel is SMS (1 per 60 days).
+PHASES[0] += [
+    ev(
+        "bi-bind",
+        "guide_bind",
+        DAY0,
+        "wecom",
+        identities={"member_id": "MB"},
+        guide_id="G2002",
+        store_id="SH002",
+    ),
+    ev("wb-order", "order_paid", DAY0, identities={"member_id": "MWB"}, properties={"amount": 50}),
+    ev("sms-reg", "member_register", DAY0, "sms", identities={"member_id": "MS"}),
+]
+PHASES[1] += [
+    ev(
+        f"bi-view{n}",
+        "product_view",
+        DAY0 + m(n),
+        identities={"member_id": "MB"},
+        properties={"category": "bags"},
+    )
+    for n in (1, 2, 3, 4)
+]
+PHASES[2] += [ev("sms-cart", "add_to_cart", DAY0 + timedelta(days=1), "sms", identities={"member_id": "MS"})]
+PHASES[3] += [ev("wb-login", "login", DAY0 + timedelta(days=61), identities={"member_id": "MWB"})]
+
 
 def _outputs(run, topo) -> dict[str, list[dict]]:
     names = [topo.topics.coupons.name, topo.topics.guide_alerts.name, topo.topics.actions_suppressed.name]
@@ -122,6 +150,8 @@ def test_default_rules_on_a_scripted_week(env):
         ("cart_abandon", "c2-cart"),  # the order came at 30:01
         ("cart_abandon", "c3-cart"),  # nobody came back: resolved when event time closed
         ("cart_abandon", "cap-cart1"),  # the second coupon of that week
+        ("welcome", "sms-reg"),
+        ("winback", "wb-login"),  # a buyer back after 61 quiet days
     }
     assert coupons[("cart_abandon", "c2-cart")]["decided_at"].startswith("2026-11-22T02:30:00")
     assert coupons[("cart_abandon", "c3-cart")]["channel"] == "official_account"
@@ -135,11 +165,18 @@ def test_default_rules_on_a_scripted_week(env):
             ("cart_abandon", "cap-cart2", "cap:coupons_per_7d"): 1,
             ("welcome", "mg-reg2", "rule_limit"): 1,
             ("welcome", "w-reg2", "rule_limit"): 1,
+            ("cart_abandon", "sms-cart", "cap:sms_per_60d"): 1,
         }
     )
 
-    (alert,) = out[topo.topics.guide_alerts.name]
-    assert alert["rule"] == "vip_store_visit" and alert["guide_id"] == "G1001"
+    alerts = {a["rule"]: a for a in out[topo.topics.guide_alerts.name]}
+    assert len(out[topo.topics.guide_alerts.name]) == 2
+    browse = alerts["browse_interest"]
+    # Views of one phase arrive in any order: whichever is counted third triggers the alert.
+    assert browse["trigger_event_id"].startswith("bi-view") and browse["guide_id"] == "G2002"
+    assert browse["tags"]["views_24h"] == {"bags": 3}
+    alert = alerts["vip_store_visit"]
+    assert alert["guide_id"] == "G1001"
     assert alert["decided_at"].startswith("2026-11-23T00:00:00")  # 08:00 in Shanghai, after quiet hours
     assert "¥6,800" in alert["message"] and alert["tags"]["lifetime_spend"] == 6800
 
