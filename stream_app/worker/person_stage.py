@@ -76,7 +76,12 @@ class PersonStage:
         """Per partition: (newest event time, wall clock when it was seen), for idle advancement."""
 
     def now_ms(self, partition: int) -> int:
+        """The partition's watermark: what is older is late; timers up to it are due."""
         return self.watermarks.get(partition, 0)
+
+    def stream_time(self, partition: int) -> int:
+        """The newest event time seen on the partition: the moment tags are read at."""
+        return self._last_seen.get(partition, (0, 0))[0]
 
     async def handle(self, record: dict[str, Any], partition: int) -> None:
         kind = record["kind"]
@@ -111,7 +116,7 @@ class PersonStage:
         stored = self._load(one_id)
         # Tags are read at stream time (the newest event time of the partition), so a window's
         # count moves by one per event whatever order the events of a minute arrive in.
-        now = self._last_seen[partition][0]
+        now = self.stream_time(partition)
         tags, changed = self.engine.apply(stored["tags"], event, now)
         if tags is stored["tags"]:
             return  # a replay: already applied
@@ -192,7 +197,7 @@ class PersonStage:
         merged_id = record["merged_one_id"]
         if merged_id in stored["absorbed"]:
             return
-        now = self.now_ms(partition)
+        now = self.stream_time(partition)
         before = self.engine.read(stored["tags"], now)
         tags = self.engine.merge(stored["tags"], incoming["tags"], now)
         absorbed = sorted({*stored["absorbed"], *incoming["absorbed"], merged_id})
