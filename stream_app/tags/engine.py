@@ -143,7 +143,7 @@ class TagEngine:
             if tag.by is not None and not sub_key:
                 continue
             before = tags.get(tag.name)
-            after, _late = tag.kind.update(before, value, sub_key, event_time_ms, event_id, now_ms)
+            after = tag.kind.update(before, value, sub_key, event_time_ms, event_id, now_ms)
             after = tag.kind.expire(after, now_ms)
             if after != before:
                 tags[tag.name] = after

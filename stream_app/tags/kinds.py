@@ -34,33 +34,33 @@ class Kind:
 
     def update(
         self, state: Any, value: Any, sub_key: str, event_time_ms: int, event_id: str, now_ms: int
-    ) -> tuple[Any, bool]:
-        """New state and whether the event was too late for a window (then the state is unchanged)."""
+    ) -> Any:
+        """The new state (unchanged for an event too old to count in a window)."""
         k = self.kind
         if k == "count":
-            return (state or 0) + 1, False
+            return (state or 0) + 1
         if k == "sum":
-            return (state or 0.0) + float(value), False
+            return (state or 0.0) + float(value)
         if k == "min":
-            return (value if state is None or value < state else state), False
+            return value if state is None or value < state else state
         if k == "max":
-            return (value if state is None or value > state else state), False
+            return value if state is None or value > state else state
         if k == "latest":
             candidate = [event_time_ms, event_id, value]
-            return (candidate if state is None or candidate[:2] > state[:2] else state), False
+            return candidate if state is None or candidate[:2] > state[:2] else state
         if k == "set":
             items = set(state or ())
             items.add(value)
-            return sorted(items)[: self.max_items], False
+            return sorted(items)[: self.max_items]
         # windowed: per bucket of event time, per sub-key
         bucket = _bucket(event_time_ms, self.bucket_ms)
         if bucket + self.bucket_ms <= now_ms - self.window_ms:
-            return state, True  # older than the window: it could never count again
+            return state  # older than the window: it could never count again
         buckets = dict(state or {})
         cell = dict(buckets.get(str(bucket), {}))
         cell[sub_key] = cell.get(sub_key, 0) + (1 if k == "window_count" else float(value))
         buckets[str(bucket)] = cell
-        return buckets, False
+        return buckets
 
     def merge(self, a: Any, b: Any) -> Any:
         if a is None:
