@@ -113,10 +113,17 @@ def produce_values(
         if on_sent is not None:
             on_sent(count)
         producer.poll(0)
-    producer.flush(30)
+    _flush(producer)
     if errors:
         raise KafkaToolError(f"{len(errors)} deliveries failed, first: {errors[0]}")
     return count
+
+
+def _flush(producer: Producer, timeout: float = 120.0) -> None:
+    """Wait until every message is delivered: a marker must never overtake the events before it."""
+    remaining = producer.flush(timeout)
+    if remaining:
+        raise KafkaToolError(f"{remaining} messages still undelivered after {timeout:.0f}s")
 
 
 def send_markers(producer: Producer, spec: TopicSpec, run: str, close_event_time: bool) -> None:
@@ -124,7 +131,7 @@ def send_markers(producer: Producer, spec: TopicSpec, run: str, close_event_time
     marker = Marker(run, close_event_time, from_partition=0, sources=1).encode()
     for partition in range(spec.partitions):
         producer.produce(spec.name, value=marker, partition=partition, headers=[(CONTROL_HEADER, b"1")])
-    producer.flush(30)
+    _flush(producer)
 
 
 def _consumer(bootstrap: str, group: str | None = None) -> Consumer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections import Counter
 
 import orjson
 import pytest
@@ -75,7 +76,16 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
     run.stream_events(first + second + again)
     run.finish_input(close_event_time=False, timeout=120)
     name = topo.topics.resolved.name
-    return [orjson.loads(r.value) for r in read_topics(run.bootstrap, [name])[name]]
+    # Read until the topic stops growing: the answer must not depend on when we looked.
+    seen: list[dict] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = [orjson.loads(r.value) for r in read_topics(run.bootstrap, [name])[name]]
+        if len({e["event_id"] for e in now}) >= 700 or (seen and len(now) == len(seen)):
+            return now
+        seen = now
+        time.sleep(2)
+    return seen
 
 
 @pytest.mark.parametrize("wipe_state", [False, True], ids=["same-state-dir", "from-changelog"])
@@ -84,8 +94,12 @@ def test_killed_worker_keeps_its_table_state(env, wipe_state):
         resolved = _restart_scenario(run, wipe_state)
         created = metric(run.web_port, "stream_app_identity_profiles_created_total")
         log = run.worker_log.read_text()
-    ids = [e["event_id"] for e in resolved]
-    assert len(ids) == len(set(ids)) == 700, "state lost: duplicates passed the de-duplicator"
+    ids = {e["event_id"] for e in resolved}
+    expected = {f"{p}-{n:06d}" for p, r in (("ev", range(400)), ("again", range(300))) for n in r}
+    assert ids == expected, f"missing {sorted(expected - ids)[:20]}, unexpected {sorted(ids - expected)[:20]}"
+    counts = Counter(e["event_id"] for e in resolved)
+    duplicated = {i: c for i, c in counts.items() if c > 1}
+    assert not duplicated, f"state lost: duplicates passed the de-duplicator: {duplicated}"
     one_id = {e["event_id"]: e["one_id"] for e in resolved}
     assert all(one_id[f"again-{n:06d}"] == one_id[f"ev-{n:06d}"] for n in range(300))
     assert created == 100, f"identity state lost: {created} people created after the restart, not 100"
