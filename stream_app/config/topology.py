@@ -321,12 +321,13 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
 def _rule_problems(topology: Topology) -> list[str]:
     import rule_engine
 
+    from stream_app.expressions import compile_expression
+
     problems = []
-    context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
     for name, rule in topology.rules.items():
         if rule.condition:
             try:
-                rule_engine.Rule(rule.condition, context=context)
+                compile_expression(rule.condition)
             except rule_engine.errors.EngineError as exc:
                 problems.append(f"rules.{name}.if: {type(exc).__name__}: {exc.message}")
         if rule.guide_alert is not None:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import rule_engine
 
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
+from stream_app.expressions import compile_expression
 
 KEYS_KEPT = 512
 AWAITED_KEPT = 50
@@ -87,12 +88,11 @@ class RuleEngine:
         policy: ContactPolicy,
         stores: Mapping[str, Store],
     ):
-        context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
         self.rules = [
             _Rule(
                 name,
                 spec,
-                rule_engine.Rule(spec.condition, context=context) if spec.condition else None,
+                compile_expression(spec.condition) if spec.condition else None,
                 duration_ms(spec.limit.per) if spec.limit.per else 0,
                 duration_ms(spec.absent.within) if spec.absent else 0,
             )

@@ -22,6 +22,7 @@ from typing import Any
 import rule_engine
 
 from stream_app.config.topology import TagSpec, When, duration_ms
+from stream_app.expressions import compile_expression
 from stream_app.tags.kinds import Kind
 
 RECENT_EVENTS = 64
@@ -95,14 +96,13 @@ class TagEngine:
                 )
             )
         names = set(specs) | {"idle_days"}
-        context = rule_engine.Context(resolver=rule_engine.resolve_item, default_value=None)
         rules: dict[str, rule_engine.Rule] = {}
         graph: dict[str, set[str]] = {}
         for name, spec in specs.items():
-            if spec.kind != "derived":
+            if spec.kind != "derived" or spec.expr is None:  # TagSpec requires expr for derived
                 continue
             try:
-                rule = rule_engine.Rule(spec.expr, context=context)
+                rule = compile_expression(spec.expr)
             except rule_engine.errors.EngineError as exc:
                 problems.append(f"tags.{name}.expr: {type(exc).__name__}: {exc.message}")
                 continue
