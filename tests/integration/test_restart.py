@@ -92,11 +92,21 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
 def test_killed_worker_keeps_its_table_state(env, wipe_state):
     with env.local_run() as run:
         resolved = _restart_scenario(run, wipe_state)
+        counters = {
+            name: metric(run.web_port, f"stream_app_{name}_total")
+            for name in ("messages_in", "events_normalized", "events_duplicate", "identity_fast_path")
+        }
         created = metric(run.web_port, "stream_app_identity_profiles_created_total")
         log = run.worker_log.read_text()
     ids = {e["event_id"] for e in resolved}
     expected = {f"{p}-{n:06d}" for p, r in (("ev", range(400)), ("again", range(300))) for n in r}
-    assert ids == expected, f"missing {sorted(expected - ids)[:20]}, unexpected {sorted(ids - expected)[:20]}"
+    signs = ("ERROR", "Traceback", "crashed", "_on_published error")
+    errors = [line for line in log.splitlines() if any(sign in line for sign in signs)]
+    missing, unexpected = sorted(expected - ids), sorted(ids - expected)
+    assert ids == expected, (
+        f"missing {len(missing)}: {missing[:10]}, unexpected {unexpected[:10]}; after the restart: "
+        f"{counters}, people created {created}; worker errors: {errors[:10]}"
+    )
     counts = Counter(e["event_id"] for e in resolved)
     duplicated = {i: c for i, c in counts.items() if c > 1}
     assert not duplicated, f"state lost: duplicates passed the de-duplicator: {duplicated}"

@@ -1,0 +1,1 @@
+"""Per-person processing (tags and trigger rules in event-time order); pure, see `processor`."""

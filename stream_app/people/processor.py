@@ -1,0 +1,344 @@
+"""One partition's people: tags and trigger rules, applied in event-time order. Pure: no Faust.
+
+Records come from `stream-app-person-events` (key one_id):
+
+    {"kind": "event", "event": {... one_id ...}}        hold the event until event time passes it
+    {"kind": "merge", "one_id": S, "merged_one_id": M}   (key M) M's state leaves for S's partition
+    {"kind": "absorb", "one_id": S, "merged_one_id": M, "state": ...}   (key S) S takes it in
+    {"kind": "tick", "wall_ms": ...}                     event time moves on: what is due happens
+
+**Event-time order.** A person's events reach this stage in whatever order the partitions upstream
+delivered them (input topics are keyed by nobody in particular; some events take the identity fast
+path, others wait for the linker). Each event is *held* in the person's state until the partition's
+watermark (newest event time seen, less the allowed lateness) passes it; then held events and due
+timers (absence deadlines, deferred alerts) are applied strictly in event-time order. So a person's
+tags, limits and contact caps see their events in the order they happened, and the actions decided
+are the same however the input was partitioned, as long as nothing arrives later than the allowed
+lateness (a late event is applied at once, out of order, and counted). The price is latency: an
+action waits for the watermark, i.e. about the allowed lateness (`allowed_lateness` in
+topology.yaml; 0 applies events in arrival order, as they come).
+
+A person's state (`states`) holds their tags, rule state (limits, contact history, open windows,
+deferred alerts, decided keys), held events and recent actions; tags and rules merge commutatively,
+so limits follow a person across an identity merge. A merged one_id is remembered (`aliases`) and
+later events naming it go on to the survivor. People with something due are indexed in `timers`, so
+the watermark passing a deadline acts even if that person never comes back; ticks (from every
+worker, every few seconds) advance an idle partition's watermark with the wall clock.
+
+Every method returns what to send as `Emit` tuples (output, key, value); the caller sends them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_app.metrics import Metrics
+from stream_app.rules.engine import Outcome, RuleEngine
+from stream_app.tags.engine import TagEngine
+
+Emit = tuple[str, str, dict[str, Any]]
+"""(output, key, value); output is one of person_events, profile_updates, coupons, guide_alerts,
+actions_suppressed."""
+
+DAY_MS = 86_400_000
+RECENT_ACTIONS = 20
+IDLE_AFTER_MS = 10_000
+"""Wall-clock quiet time after which a partition's event time follows the wall clock."""
+END_OF_TIME = 2**62
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _order(event: dict[str, Any]) -> tuple[int, str]:
+    return int(event["event_time_ms"]), event["event_id"]
+
+
+def empty_person() -> dict[str, Any]:
+    return {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": []}
+
+
+class PersonProcessor:
+    def __init__(
+        self,
+        tag_engine: TagEngine,
+        rule_engine: RuleEngine,
+        states: MutableMapping[str, Any],
+        aliases: MutableMapping[str, Any],
+        timers: MutableMapping[str, Any],
+        lateness_ms: int,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.engine = tag_engine
+        self.rules = rule_engine
+        self.states = states
+        self.aliases = aliases
+        self.timers = timers
+        self.lateness_ms = lateness_ms
+        self.metrics = metrics
+        self.clock = clock
+        self.watermarks: dict[int, int] = {}
+        """Per partition: event time now (the newest event time seen, less the allowed lateness)."""
+        self._last_seen: dict[int, tuple[int, int]] = {}
+        """Per partition: (newest event time, wall clock when it was seen), for idle advancement."""
+        self._due: dict[int, list[tuple[int, str]]] = {}
+        """Per partition: a heap of (due, one_id) over `timers`, built from it on first use.
+        Entries go stale when a person's due time moves; `timers` has the truth."""
+
+    def now_ms(self, partition: int) -> int:
+        """The partition's watermark: what is older is late; what is due up to it happens."""
+        return self.watermarks.get(partition, 0)
+
+    def stream_time(self, partition: int) -> int:
+        """The newest event time seen on the partition."""
+        return self._last_seen.get(partition, (0, 0))[0]
+
+    def handle(self, record: dict[str, Any], partition: int) -> list[Emit]:
+        out: list[Emit] = []
+        kind = record["kind"]
+        if kind == "event":
+            self._event(record["event"], partition, out)
+        elif kind == "merge":
+            self._merge(record, out)
+        elif kind == "absorb":
+            self._absorb(record, partition, out)
+        elif kind == "tick":
+            self._tick(partition, record["wall_ms"], out)
+        return out
+
+    def close_event_time(self, partition: int) -> list[Emit]:
+        """End of a bounded input: every held event, open window and deferred alert resolves.
+
+        The watermark itself stays: it is where the input's event time reached."""
+        out: list[Emit] = []
+        self._fire_timers(partition, END_OF_TIME, out)
+        return out
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _event(self, event: dict[str, Any], partition: int, out: list[Emit]) -> None:
+        one_id = event["one_id"]
+        survivor = self.aliases.get(one_id)
+        if survivor is not None:
+            out.append(("person_events", survivor, {"kind": "event", "event": {**event, "one_id": survivor}}))
+            return
+        t = int(event["event_time_ms"])
+        watermark = max(self.now_ms(partition), t - self.lateness_ms)
+        self.watermarks[partition] = watermark
+        self._last_seen[partition] = (max(t, self.stream_time(partition)), int(self.clock() * 1000))
+        if t < watermark:
+            self.metrics.tags_late_events.inc()
+        stored = self._load(one_id)
+        if any(h["event_id"] == event["event_id"] for h in stored["held"]):
+            return  # a replay of an event still held
+        stored = {**stored, "held": sorted([*stored["held"], event], key=_order)}
+        self._advance(one_id, stored, partition, watermark, out)
+        self._fire_timers(partition, watermark, out)
+
+    def _advance(
+        self, one_id: str, stored: dict[str, Any], partition: int, until_ms: int, out: list[Emit]
+    ) -> None:
+        """Apply held events and fire timers up to `until_ms`, in event-time order; save."""
+        while True:
+            held = stored["held"]
+            next_event = int(held[0]["event_time_ms"]) if held else None
+            due = self.rules.next_due(stored["rules"])
+            if next_event is not None and next_event <= until_ms and (due is None or next_event <= due):
+                # An event at a deadline's very moment comes first: it may close the window.
+                stored = self._apply(one_id, {**stored, "held": held[1:]}, held[0], out)
+            elif due is not None and due <= until_ms:
+                stored = self._fire(one_id, stored, due, out)
+            else:
+                break
+        self._save(one_id, stored, partition)
+
+    def _apply(
+        self, one_id: str, stored: dict[str, Any], event: dict[str, Any], out: list[Emit]
+    ) -> dict[str, Any]:
+        t = int(event["event_time_ms"])
+        previous = stored["tags"]
+        last = previous["last_ms"] if previous else None
+        # The person's own event time: the same whatever else shares the partition.
+        now = t if last is None else max(t, last)
+        tags, changed = self.engine.apply(previous, event, now)
+        if tags is previous:
+            return stored  # a replay: already applied
+        self.metrics.tag_updates.inc(len(changed))
+        if changed:
+            update = {
+                "one_id": one_id,
+                "event_id": event["event_id"],
+                "event_time": event["occurred_at"],
+                "changed": changed,
+            }
+            out.append(("profile_updates", one_id, update))
+        before, after = self.engine.read(previous, now), self.engine.read(tags, now)
+        gap_days = None if last is None else (t - last) / DAY_MS
+        rules, outcomes = self.rules.on_event(stored["rules"], event, before, after, gap_days)
+        return self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
+
+    def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:
+        last = (stored["tags"] or {}).get("last_ms") or 0
+        tags = self.engine.read(stored["tags"], max(due_ms, last))
+        rules, outcomes = self.rules.on_time(stored["rules"], due_ms, tags)
+        return self._emit(one_id, {**stored, "rules": rules}, outcomes, out)
+
+    # -- event time ----------------------------------------------------------------------------
+
+    def _tick(self, partition: int, wall_ms: int, out: list[Emit]) -> None:
+        """Move an idle partition's event time on with the wall clock, then do what is due."""
+        newest, seen_at = self._last_seen.get(partition, (0, 0))
+        if newest and wall_ms - seen_at >= IDLE_AFTER_MS:
+            idle_now = newest + (wall_ms - seen_at) - self.lateness_ms
+            self.watermarks[partition] = max(self.now_ms(partition), idle_now)
+        self._fire_timers(partition, self.now_ms(partition), out)
+
+    def _fire_timers(self, partition: int, now_ms: int, out: list[Emit]) -> None:
+        """Everyone on the partition with something due by `now_ms`, earliest first."""
+        due = self._due.get(partition)
+        if due is None:
+            due = self._due[partition] = [
+                (at, one_id) for one_id, (p, at) in list(self.timers.items()) if p == partition
+            ]
+            heapq.heapify(due)
+        while due and due[0][0] <= now_ms:
+            at, one_id = heapq.heappop(due)
+            if self.timers.get(one_id) == [partition, at]:
+                self._advance(one_id, self._load(one_id), partition, now_ms, out)
+
+    def forget_timer_index(self) -> None:
+        """After a rebalance: partitions may have come back with timers set elsewhere meanwhile."""
+        self._due.clear()
+
+    # -- merges --------------------------------------------------------------------------------
+
+    def _merge(self, record: dict[str, Any], out: list[Emit]) -> None:
+        merged, survivor = record["merged_one_id"], record["one_id"]
+        stored = self.states.get(merged)
+        if stored is not None:
+            # Send before forgetting: a crash in between sends again, and the absorb is idempotent.
+            absorb = {"kind": "absorb", "one_id": survivor, "merged_one_id": merged, "state": stored}
+            out.append(("person_events", survivor, absorb))
+            self.states.pop(merged, None)
+            self.timers.pop(merged, None)
+        self.aliases[merged] = survivor
+
+    def _absorb(self, record: dict[str, Any], partition: int, out: list[Emit]) -> None:
+        target = record["one_id"]
+        survivor = self.aliases.get(target)
+        if survivor is not None:  # the survivor has itself merged on since
+            out.append(("person_events", survivor, {**record, "one_id": survivor}))
+            return
+        stored, incoming = self._load(target), {**empty_person(), **record["state"]}
+        merged_id = record["merged_one_id"]
+        if merged_id in stored["absorbed"]:
+            return
+        lasts = [s["tags"]["last_ms"] for s in (stored, incoming) if s["tags"] and s["tags"]["last_ms"]]
+        now = max(lasts, default=0)
+        before = self.engine.read(stored["tags"], now)
+        tags = self.engine.merge(stored["tags"], incoming["tags"], now)
+        held = {h["event_id"]: {**h, "one_id": target} for h in [*stored["held"], *incoming["held"]]}
+        actions = sorted(stored["actions"] + incoming["actions"], key=lambda a: a["event_time_ms"])
+        stored = {
+            "tags": tags,
+            "rules": self.rules.merge(stored["rules"], incoming["rules"]),
+            "held": sorted(held.values(), key=_order),
+            "absorbed": sorted({*stored["absorbed"], *incoming["absorbed"], merged_id}),
+            "actions": actions[-RECENT_ACTIONS:],
+        }
+        after = self.engine.read(tags, now)
+        changed = {name: value for name, value in after.items() if before.get(name) != value}
+        if changed:
+            update = {
+                "one_id": target,
+                "event_id": None,
+                "event_time": None,
+                "changed": changed,
+                "merged_one_id": merged_id,
+            }
+            out.append(("profile_updates", target, update))
+        self._advance(target, stored, partition, self.now_ms(partition), out)
+
+    # -- state and outputs -----------------------------------------------------------------------
+
+    def _load(self, one_id: str) -> dict[str, Any]:
+        return {**empty_person(), **(self.states.get(one_id) or {})}
+
+    def _save(self, one_id: str, stored: dict[str, Any], partition: int) -> None:
+        self.states[one_id] = stored
+        dues = [self.rules.next_due(stored["rules"])]
+        if stored["held"]:
+            dues.append(int(stored["held"][0]["event_time_ms"]))
+        due = min((d for d in dues if d is not None), default=None)
+        if due is None:
+            if one_id in self.timers:
+                del self.timers[one_id]
+            return
+        if self.timers.get(one_id) != [partition, due]:
+            self.timers[one_id] = [partition, due]
+            if partition in self._due:
+                heapq.heappush(self._due[partition], (due, one_id))
+
+    def _emit(
+        self, one_id: str, stored: dict[str, Any], outcomes: list[Outcome], out: list[Emit]
+    ) -> dict[str, Any]:
+        if not outcomes:
+            return stored
+        wall_ms = int(self.clock() * 1000)
+        actions = list(stored["actions"])
+        for o in outcomes:
+            base = {
+                "one_id": one_id,
+                "rule": o.rule,
+                "trigger_event_id": o.trigger["event_id"],
+                "event_time": o.trigger.get("occurred_at"),
+                "decided_at": _iso(o.at_ms),
+                "emitted_at": _iso(wall_ms),
+            }
+            if o.suppressed is not None:
+                self.metrics.actions_suppressed.labels(o.rule, o.suppressed).inc()
+                suppressed = {"key": o.key, "action": o.kind, "reason": o.suppressed, **base, **o.fields}
+                out.append(("actions_suppressed", one_id, suppressed))
+                continue
+            self.metrics.actions_emitted.labels(o.rule, o.kind).inc()
+            if o.trigger.get("ingested_at_ms"):
+                self.metrics.action_latency.observe(max(0.0, (wall_ms - o.trigger["ingested_at_ms"]) / 1000))
+            if o.kind == "coupon":
+                out.append(("coupons", one_id, {"coupon_key": o.key, **base, **o.fields}))
+            else:
+                out.append(("guide_alerts", one_id, {"alert_key": o.key, **base, **o.fields}))
+            actions.append(
+                {
+                    "kind": o.kind,
+                    "rule": o.rule,
+                    "key": o.key,
+                    "event_time_ms": o.at_ms,
+                    "decided_at": base["decided_at"],
+                }
+            )
+        return {**stored, "actions": actions[-RECENT_ACTIONS:]}
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def profile(self, one_id: str) -> dict[str, Any] | None:
+        """Tags and recent actions of a live (not merged) person held by this worker."""
+        stored = self.states.get(one_id)
+        if stored is None or (stored.get("tags") is None and not stored.get("held")):
+            return None
+        tags = stored["tags"]
+        last = (tags or {}).get("last_ms") or 0
+        # Event time "now": the newest stream time of this worker's partitions (lookups are rare).
+        now = max([*(newest for newest, _ in self._last_seen.values()), last])
+        return {
+            "one_id": one_id,
+            "tags": self.engine.read(tags, now),
+            "as_of_ms": now,
+            "events_waiting_for_event_time": len(stored.get("held") or []),
+            "recent_actions": stored["actions"],
+        }

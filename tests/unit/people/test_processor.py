@@ -1,0 +1,188 @@
+"""The person stage's core on plain dicts: event-time order, held events, ticks, merges, and the
+property that the actions decided do not depend on how many partitions carried the events."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream_app.config import load_topology
+from stream_app.config.topology import duration_ms
+from stream_app.metrics import Metrics
+from stream_app.people.processor import IDLE_AFTER_MS, PersonProcessor
+from stream_app.rules.engine import RuleEngine
+from stream_app.tags.engine import TagEngine
+from tests.unit.rules.test_rules import DAY, MIN, T
+from tests.unit.test_topology import REPO
+
+TOPO = load_topology(REPO / "topology.yaml")
+LATENESS = duration_ms(TOPO.allowed_lateness)
+ACTIONS = {"coupons": "coupon_key", "guide_alerts": "alert_key"}
+
+
+def processor(lateness: int = LATENESS, clock=lambda: 0.0) -> PersonProcessor:
+    return PersonProcessor(
+        TagEngine.from_specs(TOPO.tags),
+        RuleEngine(TOPO.rules, TOPO.contact_policy, TOPO.stores),
+        {},
+        {},
+        {},
+        lateness,
+        Metrics(),
+        clock,
+    )
+
+
+def event(event_id: str, one_id: str, event_type: str, t: int, channel: str = "app", **extra) -> dict:
+    return {
+        "event_id": event_id,
+        "one_id": one_id,
+        "event_type": event_type,
+        "event_time_ms": t,
+        "occurred_at": str(t),
+        "channel": channel,
+        "properties": extra.pop("properties", {}),
+        **extra,
+    }
+
+
+def feed(proc: PersonProcessor, events: list[dict], partition: int = 0) -> list:
+    out = []
+    for e in events:
+        out += proc.handle({"kind": "event", "event": e}, partition)
+    return out
+
+
+def actions(emits) -> list[tuple[str, str]]:
+    """(rule, trigger event) of each action emitted."""
+    return [(v["rule"], v["trigger_event_id"]) for output, _, v in emits if output in ACTIONS]
+
+
+def test_an_event_waits_for_event_time_to_pass_it():
+    proc = processor()
+    out = feed(proc, [event("reg", "p1", "member_register", T)])
+    assert actions(out) == [] and proc.profile("p1")["events_waiting_for_event_time"] == 1
+    # Someone else's event, later than the allowed lateness, moves the partition's event time on.
+    out = feed(proc, [event("other", "p2", "page_view", T + LATENESS)])
+    assert actions(out) == [("welcome", "reg")]
+    assert proc.profile("p1")["events_waiting_for_event_time"] == 0
+
+
+def test_events_that_arrive_out_of_order_are_applied_in_event_time_order():
+    bind = event("bind", "p1", "guide_bind", T, "wecom", guide_id="G9")
+    bags = {"category": "bags"}
+    views = [event(f"v{n}", "p1", "product_view", T + n * MIN, properties=bags) for n in (1, 2, 3)]
+    proc = processor()
+    out = feed(proc, [bind, views[2], views[0], views[1]])
+    out += proc.close_event_time(0)
+    # The third view in event time takes views_24h[bags] to 3, not the third to arrive.
+    assert actions(out) == [("browse_interest", "v3")]
+
+
+def test_an_order_at_the_deadline_closes_the_window_and_one_after_it_does_not():
+    proc = processor()
+    events = [
+        event("c1", "p1", "add_to_cart", T),
+        event("o1", "p1", "order_paid", T + 30 * MIN, properties={"amount": 9}),
+        event("c2", "p2", "add_to_cart", T),
+        event("o2", "p2", "order_paid", T + 30 * MIN + 1, properties={"amount": 9}),
+    ]
+    out = feed(proc, list(reversed(events))) + proc.close_event_time(0)
+    assert actions(out) == [("cart_abandon", "c2")]
+
+
+def test_a_late_event_is_applied_at_once_and_counted():
+    proc = processor()
+    feed(proc, [event("new", "p2", "page_view", T + DAY)])
+    out = feed(proc, [event("reg", "p1", "member_register", T)])
+    assert actions(out) == [("welcome", "reg")]
+    assert proc.metrics.tags_late_events._value.get() == 1
+
+
+def test_an_idle_partition_follows_the_wall_clock():
+    wall = [1_000_000.0]
+    proc = processor(clock=lambda: wall[0])
+    feed(proc, [event("cart", "p1", "add_to_cart", T)])
+    tick = {"kind": "tick", "wall_ms": int(wall[0] * 1000) + IDLE_AFTER_MS}
+    assert actions(proc.handle(tick, 0)) == []  # idle, but event time has not reached the deadline
+    later = int(wall[0] * 1000) + LATENESS + 30 * MIN + 1
+    assert actions(proc.handle({"kind": "tick", "wall_ms": later}, 0)) == [("cart_abandon", "cart")]
+    assert actions(proc.handle({"kind": "tick", "wall_ms": later}, 1)) == []  # other partitions: own time
+
+
+def test_held_events_move_with_a_merge():
+    proc = processor()
+    feed(proc, [event("reg", "p2", "member_register", T)], partition=1)
+    out = proc.handle({"kind": "merge", "one_id": "p1", "merged_one_id": "p2"}, 1)
+    ((output, key, absorb),) = out
+    assert (output, key) == ("person_events", "p1")
+    out = proc.handle(absorb, 0) + proc.close_event_time(0) + proc.close_event_time(1)
+    assert actions(out) == [("welcome", "reg")]
+    assert [v["one_id"] for output, _, v in out if output == "coupons"] == ["p1"]
+
+
+def test_a_replayed_event_decides_nothing_new():
+    proc = processor()
+    reg = event("reg", "p1", "member_register", T)
+    out = feed(proc, [reg, reg]) + proc.close_event_time(0)
+    out += feed(proc, [reg]) + proc.close_event_time(0)
+    assert actions(out) == [("welcome", "reg")]
+
+
+# -- the same actions for 1 and for N partitions ------------------------------------------------
+
+TYPES = ["member_register", "add_to_cart", "order_paid", "product_view", "store_visit", "guide_bind", "login"]
+CHANNELS = ["app", "sms", "official_account", "miniprogram", "pos"]
+
+person_events = st.lists(
+    st.tuples(
+        st.sampled_from(TYPES),
+        # minute: mostly within the same hour (where arrival order can differ), some days later
+        st.one_of(st.integers(0, 40), st.integers(0, 4 * 24 * 60)),
+        st.sampled_from(CHANNELS),
+        st.sampled_from([0, 60, 3000, 9000]),
+        st.sampled_from(["bags", "shoes"]),
+        st.sampled_from(["SH001", "BJ001"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _stream(people: list[list[tuple]]) -> list[dict]:
+    events = []
+    for p, evs in enumerate(people):
+        for n, (kind, minute, channel, amount, category, store) in enumerate(evs):
+            extra = {"store_id": store}
+            if kind == "guide_bind":
+                extra["guide_id"] = "G5"
+            properties = {"amount": amount, "category": category}
+            t = T + minute * MIN
+            events.append(event(f"e{p}-{n}", f"p{p}", kind, t, channel, properties=properties, **extra))
+    return events
+
+
+def _partition(one_id: str, partitions: int) -> int:
+    return int(hashlib.sha256(one_id.encode()).hexdigest(), 16) % partitions
+
+
+def _decided(events: list[dict], partitions: int, seed: int) -> set[str]:
+    """Action keys, the events arriving each up to the allowed lateness behind event time."""
+    delays = random.Random(seed)
+    arrival = sorted(events, key=lambda e: e["event_time_ms"] + delays.randrange(LATENESS))
+    proc, out = processor(), []
+    for e in arrival:
+        out += proc.handle({"kind": "event", "event": e}, _partition(e["one_id"], partitions))
+    for p in range(partitions):
+        out += proc.close_event_time(p)
+    return {v[ACTIONS[output]] for output, _, v in out if output in ACTIONS}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(person_events, min_size=1, max_size=6), st.integers(2, 6), st.integers(0, 2**32))
+def test_the_same_actions_for_one_and_for_n_partitions(people, partitions, seed):
+    events = _stream(people)
+    assert _decided(events, partitions, seed) == _decided(events, 1, seed + 1)
