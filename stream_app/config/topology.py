@@ -102,6 +102,7 @@ def _check_types(types: Any) -> None:
 
 
 _DURATION = r"^[1-9][0-9]*(ms|s|m|h|d)$"
+_DURATION_OR_ZERO = r"^(0|[1-9][0-9]*)(ms|s|m|h|d)$"
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -252,7 +253,8 @@ class Topology(_Frozen):
     identifiers: Identifiers = Identifiers()
     identity: Identity = Identity()
     ingest: Ingest = Ingest()
-    allowed_lateness: Annotated[str, Field(pattern=_DURATION)] = "5m"
+    allowed_lateness: Annotated[str, Field(pattern=_DURATION_OR_ZERO)] = "5m"
+    """Also how long events wait to be applied in event-time order; `0s`: as they arrive."""
     tags: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], TagSpec] = Field(default_factory=dict)
     stores: dict[str, Store] = Field(default_factory=dict)
     contact_policy: ContactPolicy = ContactPolicy()

@@ -38,9 +38,10 @@ class Env:
         return LocalRun(self.settings, self.topology)
 
 
-def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None) -> Path:
-    """The default topology with every topic name made unique to this test."""
+def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None, **changes: object) -> Path:
+    """The default topology with every topic name made unique to this test (and `changes` made)."""
     data = yaml.safe_load((REPO / "topology.yaml").read_text())
+    data.update(changes)
     prefix = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}-"
     for section in ("topics", "internal_topics"):
         for key, spec in data[section].items():
@@ -56,10 +57,10 @@ def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None) 
 def make_env(tmp_path, broker):
     """A fresh isolated environment (topics, consumer group, state directory) on each call."""
 
-    def make() -> Env:
+    def make(partitions: dict[str, int] | None = None, **changes: object) -> Env:
         home = tmp_path / f"env-{next(_counter)}"
         home.mkdir()
-        path = isolated_topology(home)
+        path = isolated_topology(home, partitions, **changes)
         settings = Settings(
             broker=broker.url,
             topology=path,

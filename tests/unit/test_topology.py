@@ -95,3 +95,15 @@ def test_cli_validate_exit_codes(tmp_path):
     bad = runner.invoke(app, ["validate", str(_write(tmp_path, data))])
     assert bad.exit_code == 1
     assert "replication_factor" in bad.output
+
+
+@pytest.mark.parametrize(("lateness", "ok"), [("0s", True), ("90s", True), ("0", False), ("-1m", False)])
+def test_allowed_lateness_may_be_zero_but_needs_a_unit(tmp_path, lateness, ok):
+    data = _default()
+    data["allowed_lateness"] = lateness
+    path = _write(tmp_path, data)
+    if ok:
+        assert load_topology(path).allowed_lateness == lateness
+    else:
+        with pytest.raises(TopologyError, match=r"allowed_lateness: String should match pattern"):
+            load_topology(path)
