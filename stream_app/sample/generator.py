@@ -213,6 +213,16 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
         if p.email and rng.random() < 0.5:
             login_ids["email"] = p.email.upper() if rng.random() < 0.3 else f" {p.email} "
         w.add(p, t, "login", channel, login_ids)
+    if p.wecom_id and rng.random() < 0.3:  # the guide shares a product on WeCom; they go and look
+        w.add(
+            p,
+            t - timedelta(minutes=rng.randint(2, 90)),
+            "wecom_message",
+            "wecom",
+            {"wecom_external_userid": p.wecom_id, "unionid": p.unionid},  # WeCom knows the unionid
+            store_id=p.store_id,
+            guide_id=p.guide_id,
+        )
     w.add(
         p,
         t,
@@ -297,6 +307,15 @@ def _person_day(w: _Writer, p: Person, day: int) -> None:
                 guide_id=rng.choice(STORES[p.store_id]),
                 properties={"category": category, "amount": amount, "currency": "CNY"},
             )
+            if rng.random() < 0.4:  # back later the same day (alterations, a pick-up, a friend)
+                w.add(
+                    p,
+                    at + timedelta(hours=rng.randint(2, 8)),
+                    "store_visit",
+                    "pos",
+                    store_ids,
+                    store_id=p.store_id,
+                )
     if p.wecom_id and rng.random() < 0.2:
         at = w.when(day)
         if day == 0 and rng.random() < 0.5:
