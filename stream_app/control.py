@@ -1,4 +1,6 @@
-"""Progress markers: how a bounded run knows every event has gone all the way through.
+"""Control records that travel in-band with the events: progress markers and watermarks.
+
+**Progress markers**: how a bounded run knows every event has gone all the way through.
 
 Like a Flink checkpoint barrier. The producer of a bounded input writes a `Marker` to every
 partition of the input topic after its last event. A stage that has seen the marker from every
@@ -7,8 +9,16 @@ what it sent, then forwards a marker to every partition of its own output. The l
 `StageDone` on the control topic; when all its partitions have reported, the run is complete. A
 marker with `close_event_time` also tells stages that event time is over (pending timers resolve).
 
-Markers travel as ordinary records with the `stream-app-control` header, so they keep their place
-in each partition's order.
+**Watermarks** (as in Flink): event-time progress, made where events enter and carried along every
+path they take. The ingest stage announces for each input partition "nothing older than t will come
+from here" (newest event time seen less the allowed lateness; a partition idle for a while follows
+the wall clock and says it is idle). Each later stage takes, per input partition, the minimum over
+the writers that feed it (idle ones aside) and passes its own on. So a stage's event time never
+runs ahead of events still on their way to it through a slower path (the identity linker) or a
+busier partition, however fast a backlog is replayed.
+
+Both travel as ordinary records with the `stream-app-control` header, so they keep their place in
+each partition's order.
 """
 
 from __future__ import annotations
@@ -54,6 +64,23 @@ class StageDone:
         return cls(**orjson.loads(data))
 
 
+@dataclass(frozen=True)
+class Watermark:
+    """`writer` (stage:partition) will send nothing with an event time before `t` (ms)."""
+
+    writer: str
+    t: int
+    idle: bool = False
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+
+def decode_control(data: bytes) -> Marker | Watermark:
+    fields = orjson.loads(data)
+    return Watermark(**fields) if "writer" in fields else Marker(**fields)
+
+
 def is_control(headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> bool:
     if not headers:
         return False
@@ -85,3 +112,62 @@ class Barrier:
             self._seen[key] = set(range(marker.sources))
             return True
         return False
+
+
+class WatermarkTracker:
+    """One input partition's event time: the minimum over the writers that feed it.
+
+    Idle writers are left out of the minimum; when all are idle, the most advanced one counts (each
+    idle writer's time follows the wall clock). Nothing is known until every writer has spoken.
+
+    >>> tracker = WatermarkTracker(["a", "b"])
+    >>> tracker.observe(Watermark("a", 100)) is None
+    True
+    >>> tracker.observe(Watermark("b", 50))
+    50
+    >>> tracker.observe(Watermark("b", 500, idle=True))
+    100
+    """
+
+    def __init__(self, writers: Iterable[str]):
+        self.writers = frozenset(writers)
+        self._latest: dict[str, tuple[int, bool]] = {}
+
+    def observe(self, mark: Watermark) -> int | None:
+        """The input's watermark after `mark`; a writer's time never goes back."""
+        if mark.writer in self.writers:
+            before = self._latest.get(mark.writer, (mark.t, mark.idle))[0]
+            self._latest[mark.writer] = (max(before, mark.t), mark.idle)
+        return self.current()
+
+    def current(self) -> int | None:
+        if len(self._latest) < len(self.writers):
+            return None
+        active = [t for t, idle in self._latest.values() if not idle]
+        return min(active) if active else max(t for t, _ in self._latest.values())
+
+    @property
+    def idle(self) -> bool:
+        return bool(self._latest) and all(idle for _, idle in self._latest.values())
+
+
+def source_watermark(
+    newest_ms: int | None, seen_at_ms: int, wall_ms: int, lateness_ms: int, idle_after_ms: int
+) -> Watermark:
+    """An input partition's announcement, as (t, idle) in a Watermark with no writer yet.
+
+    Active: the newest event time seen less the allowed lateness. Quiet for `idle_after_ms` of wall
+    clock: idle, and its time moves on with the wall clock (so a live cart abandonment fires even if
+    nobody else comes). Never seen: idle at 0.
+
+    >>> source_watermark(10_000, seen_at_ms=0, wall_ms=1_000, lateness_ms=300, idle_after_ms=5_000)
+    Watermark(writer='', t=9700, idle=False)
+    >>> source_watermark(10_000, seen_at_ms=0, wall_ms=6_000, lateness_ms=300, idle_after_ms=5_000)
+    Watermark(writer='', t=15700, idle=True)
+    """
+    if newest_ms is None:
+        return Watermark("", 0, idle=True)
+    quiet = wall_ms - seen_at_ms
+    if quiet < idle_after_ms:
+        return Watermark("", newest_ms - lateness_ms)
+    return Watermark("", newest_ms + quiet - lateness_ms, idle=True)

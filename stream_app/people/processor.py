@@ -5,25 +5,24 @@ Records come from `stream-app-person-events` (key one_id):
     {"kind": "event", "event": {... one_id ...}}        hold the event until event time passes it
     {"kind": "merge", "one_id": S, "merged_one_id": M}   (key M) M's state leaves for S's partition
     {"kind": "absorb", "one_id": S, "merged_one_id": M, "state": ...}   (key S) S takes it in
-    {"kind": "tick", "wall_ms": ...}                     event time moves on: what is due happens
+
+and `advance(partition, t)`: the partition's watermark (`stream_app.control`) reached t.
 
 **Event-time order.** A person's events reach this stage in whatever order the partitions upstream
 delivered them (input topics are keyed by nobody in particular; some events take the identity fast
 path, others wait for the linker). Each event is *held* in the person's state until the partition's
-watermark (newest event time seen, less the allowed lateness) passes it; then held events and due
-timers (absence deadlines, deferred alerts) are applied strictly in event-time order. So a person's
-tags, limits and contact caps see their events in the order they happened, and the actions decided
-are the same however the input was partitioned, as long as nothing arrives later than the allowed
-lateness (a late event is applied at once, out of order, and counted). The price is latency: an
-action waits for the watermark, i.e. about the allowed lateness (`allowed_lateness` in
-topology.yaml; 0 applies events in arrival order, as they come).
+watermark passes it; then held events and due timers (absence deadlines, deferred alerts) are
+applied strictly in event-time order. So a person's tags, limits and contact caps see their events
+in the order they happened, and the actions decided are the same however the input was partitioned
+or replayed, as long as nothing arrives later than the allowed lateness (a late event is applied at
+once, out of order, and counted). The price is latency: an action waits for the watermark, about the
+allowed lateness (`allowed_lateness` in topology.yaml; `0s` applies events about as they arrive).
 
 A person's state (`states`) holds their tags, rule state (limits, contact history, open windows,
 deferred alerts, decided keys), held events and recent actions; tags and rules merge commutatively,
 so limits follow a person across an identity merge. A merged one_id is remembered (`aliases`) and
 later events naming it go on to the survivor. People with something due are indexed in `timers`, so
-the watermark passing a deadline acts even if that person never comes back; ticks (from every
-worker, every few seconds) advance an idle partition's watermark with the wall clock.
+the watermark passing a deadline acts even if that person never comes back.
 
 Every method returns what to send as `Emit` tuples (output, key, value); the caller sends them.
 """
@@ -46,8 +45,6 @@ actions_suppressed."""
 
 DAY_MS = 86_400_000
 RECENT_ACTIONS = 20
-IDLE_AFTER_MS = 10_000
-"""Wall-clock quiet time after which a partition's event time follows the wall clock."""
 END_OF_TIME = 2**62
 
 
@@ -71,7 +68,6 @@ class PersonProcessor:
         states: MutableMapping[str, Any],
         aliases: MutableMapping[str, Any],
         timers: MutableMapping[str, Any],
-        lateness_ms: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ):
@@ -80,24 +76,19 @@ class PersonProcessor:
         self.states = states
         self.aliases = aliases
         self.timers = timers
-        self.lateness_ms = lateness_ms
         self.metrics = metrics
         self.clock = clock
         self.watermarks: dict[int, int] = {}
-        """Per partition: event time now (the newest event time seen, less the allowed lateness)."""
-        self._last_seen: dict[int, tuple[int, int]] = {}
-        """Per partition: (newest event time, wall clock when it was seen), for idle advancement."""
+        """Per partition: event time now; nothing older is still on its way."""
+        self._newest: dict[int, int] = {}
+        """Per partition: the newest event time seen (lookups read tags at it)."""
         self._due: dict[int, list[tuple[int, str]]] = {}
         """Per partition: a heap of (due, one_id) over `timers`, built from it on first use.
         Entries go stale when a person's due time moves; `timers` has the truth."""
 
     def now_ms(self, partition: int) -> int:
-        """The partition's watermark: what is older is late; what is due up to it happens."""
+        """The partition's watermark: what is older is late; what is due before it happens."""
         return self.watermarks.get(partition, 0)
-
-    def stream_time(self, partition: int) -> int:
-        """The newest event time seen on the partition."""
-        return self._last_seen.get(partition, (0, 0))[0]
 
     def handle(self, record: dict[str, Any], partition: int) -> list[Emit]:
         out: list[Emit] = []
@@ -108,8 +99,14 @@ class PersonProcessor:
             self._merge(record, out)
         elif kind == "absorb":
             self._absorb(record, partition, out)
-        elif kind == "tick":
-            self._tick(partition, record["wall_ms"], out)
+        return out
+
+    def advance(self, partition: int, watermark_ms: int) -> list[Emit]:
+        """Event time on the partition reached `watermark_ms`: what is older happens now."""
+        out: list[Emit] = []
+        if watermark_ms > self.now_ms(partition):
+            self.watermarks[partition] = watermark_ms
+            self._fire_timers(partition, watermark_ms, out)
         return out
 
     def close_event_time(self, partition: int) -> list[Emit]:
@@ -129,30 +126,30 @@ class PersonProcessor:
             out.append(("person_events", survivor, {"kind": "event", "event": {**event, "one_id": survivor}}))
             return
         t = int(event["event_time_ms"])
-        watermark = max(self.now_ms(partition), t - self.lateness_ms)
-        self.watermarks[partition] = watermark
-        self._last_seen[partition] = (max(t, self.stream_time(partition)), int(self.clock() * 1000))
+        self._newest[partition] = max(t, self._newest.get(partition, t))
+        watermark = self.now_ms(partition)
         if t < watermark:
             self.metrics.tags_late_events.inc()
         stored = self._load(one_id)
         if any(h["event_id"] == event["event_id"] for h in stored["held"]):
             return  # a replay of an event still held
         stored = {**stored, "held": sorted([*stored["held"], event], key=_order)}
-        self._advance(one_id, stored, partition, watermark, out)
-        self._fire_timers(partition, watermark, out)
+        self._advance(one_id, stored, partition, watermark, out)  # a late event goes at once
 
     def _advance(
         self, one_id: str, stored: dict[str, Any], partition: int, until_ms: int, out: list[Emit]
     ) -> None:
-        """Apply held events and fire timers up to `until_ms`, in event-time order; save."""
+        """Apply held events and fire timers before `until_ms`, in event-time order; save.
+
+        Before, not at: an event at the watermark's very moment may still be on its way."""
         while True:
             held = stored["held"]
             next_event = int(held[0]["event_time_ms"]) if held else None
             due = self.rules.next_due(stored["rules"])
-            if next_event is not None and next_event <= until_ms and (due is None or next_event <= due):
+            if next_event is not None and next_event < until_ms and (due is None or next_event <= due):
                 # An event at a deadline's very moment comes first: it may close the window.
                 stored = self._apply(one_id, {**stored, "held": held[1:]}, held[0], out)
-            elif due is not None and due <= until_ms:
+            elif due is not None and due < until_ms:
                 stored = self._fire(one_id, stored, due, out)
             else:
                 break
@@ -191,23 +188,15 @@ class PersonProcessor:
 
     # -- event time ----------------------------------------------------------------------------
 
-    def _tick(self, partition: int, wall_ms: int, out: list[Emit]) -> None:
-        """Move an idle partition's event time on with the wall clock, then do what is due."""
-        newest, seen_at = self._last_seen.get(partition, (0, 0))
-        if newest and wall_ms - seen_at >= IDLE_AFTER_MS:
-            idle_now = newest + (wall_ms - seen_at) - self.lateness_ms
-            self.watermarks[partition] = max(self.now_ms(partition), idle_now)
-        self._fire_timers(partition, self.now_ms(partition), out)
-
     def _fire_timers(self, partition: int, now_ms: int, out: list[Emit]) -> None:
-        """Everyone on the partition with something due by `now_ms`, earliest first."""
+        """Everyone on the partition with something due before `now_ms`, earliest first."""
         due = self._due.get(partition)
         if due is None:
             due = self._due[partition] = [
                 (at, one_id) for one_id, (p, at) in list(self.timers.items()) if p == partition
             ]
             heapq.heapify(due)
-        while due and due[0][0] <= now_ms:
+        while due and due[0][0] < now_ms:
             at, one_id = heapq.heappop(due)
             if self.timers.get(one_id) == [partition, at]:
                 self._advance(one_id, self._load(one_id), partition, now_ms, out)
@@ -333,8 +322,8 @@ class PersonProcessor:
             return None
         tags = stored["tags"]
         last = (tags or {}).get("last_ms") or 0
-        # Event time "now": the newest stream time of this worker's partitions (lookups are rare).
-        now = max([*(newest for newest, _ in self._last_seen.values()), last])
+        # Event time "now": the newest event time this worker has seen (lookups are rare).
+        now = max([*self._newest.values(), last])
         return {
             "one_id": one_id,
             "tags": self.engine.read(tags, now),

@@ -7,7 +7,9 @@
 
 Agents decode, call the pure cores (`stream_app.ingest`, `stream_app.identity`), write state and
 send what they decided. Each agent runs one task (Faust's `concurrency > 1` has an offset-commit
-bug) and passes on the progress markers of bounded runs (`stream_app.control`).
+bug) and passes on the control records that travel with the events (`stream_app.control`): progress
+markers of bounded runs, and watermarks, made by ingest for each input partition and carried along
+every path to the person stage, whose event time they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -25,7 +28,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream_app.config import Settings, Topology
 from stream_app.config.topology import TopicSpec, duration_ms
-from stream_app.control import CONTROL_HEADER, Barrier, Marker, StageDone, is_control
+from stream_app.control import (
+    CONTROL_HEADER,
+    Barrier,
+    Marker,
+    StageDone,
+    Watermark,
+    WatermarkTracker,
+    decode_control,
+    is_control,
+    source_watermark,
+)
 from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity import records as identity_records
 from stream_app.identity.resolver import known_owner
@@ -45,7 +58,12 @@ log = logging.getLogger(__name__)
 
 _CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
-TICK_INTERVAL_S = 5.0
+WATERMARK_INTERVAL_S = 1.0
+"""How often ingest announces its input partitions' event time."""
+IDLE_AFTER_MS = 10_000
+"""Wall-clock quiet time after which an input partition is idle and its event time follows the clock."""
+HEARTBEAT_MS = 5_000
+"""An unchanged watermark is repeated this often, for stages that restarted and forgot it."""
 
 
 def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
@@ -158,11 +176,32 @@ class Pipeline:
                 "actions_suppressed": self._topic(t.actions_suppressed),
             },
             internal.person_events.partitions,
-            duration_ms(topology.allowed_lateness),
             self.metrics,
             clock,
         )
-        self.app.timer(interval=TICK_INTERVAL_S)(self._tick)
+        self.lateness_ms = duration_ms(topology.allowed_lateness)
+        self._newest: dict[int, tuple[int, int]] = {}
+        """Input partition -> (newest event time ingested, wall clock then)."""
+        writers = {
+            "ingest": [f"ingest:{p}" for p in range(t.touchpoints.partitions)],
+            "dedupe": [f"dedupe:{q}" for q in range(internal.events_by_id.partitions)],
+            "link": [f"link:{n}" for n in range(internal.linker.partitions)],
+        }
+        self._trackers = {
+            "dedupe": [WatermarkTracker(writers["ingest"]) for _ in range(internal.events_by_id.partitions)],
+            "link": [WatermarkTracker(writers["dedupe"]) for _ in range(internal.linker.partitions)],
+            "people": [
+                WatermarkTracker(writers["dedupe"] + writers["link"])
+                for _ in range(internal.person_events.partitions)
+            ],
+        }
+        self._downstream = {
+            "ingest": [self.events_by_id],
+            "dedupe": [self.linker, self.person_events],
+            "link": [self.person_events],
+        }
+        self._announced: dict[str, tuple[int, bool, int]] = {}
+        self.app.timer(interval=WATERMARK_INTERVAL_S)(self._announce_input_watermarks)
 
         self._stage_inputs = {name: spec for name, spec in topology.stage_inputs()}
         stage_names = list(self._stage_inputs)
@@ -192,13 +231,19 @@ class Pipeline:
         async for event in stream.events():
             message = event.message
             if is_control(event.headers):
-                await self._on_marker("ingest", message.partition, event.value)
+                await self._on_control("ingest", message.partition, event.value)
                 continue
             self.metrics.messages_in.inc()
             with self.metrics.ingest_seconds.time():
                 outcome = self.ingestor.process(event.value, self._now_ms())
             if isinstance(outcome, Accepted):
                 await self._accept(outcome)
+                # After the send: a watermark announced from here on comes behind this event.
+                newest = self._newest.get(message.partition, (outcome.event["event_time_ms"], 0))[0]
+                self._newest[message.partition] = (
+                    max(newest, outcome.event["event_time_ms"]),
+                    self._now_ms(),
+                )
             else:
                 self.metrics.events_dlq.labels(outcome.reason).inc()
                 source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
@@ -218,7 +263,7 @@ class Pipeline:
         async for event in stream.events():
             message = event.message
             if is_control(event.headers):
-                await self._on_marker("dedupe", message.partition, event.value)
+                await self._on_control("dedupe", message.partition, event.value)
                 continue
             event_id = message.key.decode()
             here = position(message.partition, message.offset)
@@ -245,7 +290,7 @@ class Pipeline:
     async def _link_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             if is_control(event.headers):
-                await self._on_marker("link", event.message.partition, event.value)
+                await self._on_control("link", event.message.partition, event.value)
                 continue
             await self._link(orjson.loads(event.value))
 
@@ -290,21 +335,54 @@ class Pipeline:
         async for event in stream.events():
             partition = event.message.partition
             if is_control(event.headers):
-                await self._on_marker("people", partition, event.value)
+                await self._on_control("people", partition, event.value)
                 continue
             with self.metrics.tags_seconds.time():
                 await self.people.handle(orjson.loads(event.value), partition)
 
-    async def _tick(self) -> None:
-        """Event time must pass even where no events come: every partition gets a tick."""
-        tick = orjson.dumps({"kind": "tick", "wall_ms": int(self.clock() * 1000)})
-        for partition in range(int(self.person_events.partitions or 1)):
-            await self.person_events.send(value=tick, partition=partition)
+    # -- watermarks ---------------------------------------------------------------------------
+
+    async def _announce_input_watermarks(self) -> None:
+        """Each input partition this worker reads: nothing older than its watermark will come."""
+        name = self.topology.topics.touchpoints.name
+        mine = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == name)
+        for partition in mine:
+            newest, seen_at = self._newest.get(partition, (None, 0))
+            mark = source_watermark(newest, seen_at, self._now_ms(), self.lateness_ms, IDLE_AFTER_MS)
+            await self._pass_on("ingest", replace(mark, writer=f"ingest:{partition}"))
+
+    async def _on_watermark(self, stage: str, partition: int, mark: Watermark) -> None:
+        tracker = self._trackers[stage][partition]
+        now = tracker.observe(mark)
+        if now is None:
+            return
+        if stage == "people":
+            await self.people.advance(partition, now)
+        else:
+            await self._pass_on(stage, Watermark(f"{stage}:{partition}", now, tracker.idle))
+
+    async def _pass_on(self, stage: str, mark: Watermark) -> None:
+        """To every partition this stage writes to, when it moved (or as a heartbeat)."""
+        wall = self._now_ms()
+        t, idle, at = self._announced.get(mark.writer, (None, None, 0))
+        if (t, idle) == (mark.t, mark.idle) and wall - at < HEARTBEAT_MS:
+            return
+        self._announced[mark.writer] = (mark.t, mark.idle, wall)
+        for topic in self._downstream[stage]:
+            for target in range(int(topic.partitions or 1)):
+                await topic.send(value=mark.encode(), partition=target, headers=_CONTROL_HEADERS)
 
     # -- progress markers --------------------------------------------------------------------
 
-    async def _on_marker(self, stage: str, partition: int, value: bytes) -> None:
-        marker = Marker.decode(value)
+    async def _on_control(self, stage: str, partition: int, value: bytes) -> None:
+        control = decode_control(value)
+        if isinstance(control, Watermark):
+            if stage != "ingest":  # nobody sends watermarks into the input; ignore strays
+                await self._on_watermark(stage, partition, control)
+            return
+        await self._on_marker(stage, partition, control)
+
+    async def _on_marker(self, stage: str, partition: int, marker: Marker) -> None:
         stage = marker.stage or stage
         if not self._barriers[stage].observe(partition, marker):
             return

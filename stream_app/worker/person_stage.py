@@ -26,7 +26,6 @@ class PersonStage:
         rule_engine: RuleEngine,
         topics: dict[str, faust.TopicT],
         partitions: int,
-        lateness_ms: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ):
@@ -43,7 +42,7 @@ class PersonStage:
             "person-timers", partitions=partitions, key_type=str, help="one_id -> [partition, next due]"
         )
         self.processor = PersonProcessor(
-            tag_engine, rule_engine, self.states, self.aliases, timers, lateness_ms, metrics, clock
+            tag_engine, rule_engine, self.states, self.aliases, timers, metrics, clock
         )
         app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -52,6 +51,9 @@ class PersonStage:
 
     async def handle(self, record: dict[str, Any], partition: int) -> None:
         await self._send(self.processor.handle(record, partition))
+
+    async def advance(self, partition: int, watermark_ms: int) -> None:
+        await self._send(self.processor.advance(partition, watermark_ms))
 
     async def close_event_time(self, partition: int) -> None:
         await self._send(self.processor.close_event_time(partition))

@@ -1,7 +1,16 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_app.control import Barrier, Marker, StageDone, is_control
+from stream_app.control import (
+    Barrier,
+    Marker,
+    StageDone,
+    Watermark,
+    WatermarkTracker,
+    decode_control,
+    is_control,
+    source_watermark,
+)
 from stream_app.ingest.dedupe import is_first_delivery, position
 
 
@@ -42,3 +51,33 @@ def test_dedupe_lets_redeliveries_through_but_not_duplicates():
     assert is_first_delivery(None, here)
     assert is_first_delivery(here, here)
     assert not is_first_delivery(here, position(3, 11))
+
+
+def test_a_watermark_waits_for_every_writer_and_is_the_slowest_of_them():
+    tracker = WatermarkTracker(["ingest:0", "ingest:1", "ingest:2"])
+    assert tracker.observe(Watermark("ingest:0", 500)) is None
+    assert tracker.observe(Watermark("ingest:1", 300)) is None
+    assert tracker.observe(Watermark("someone-else", 1)) is None  # not a writer of this input
+    assert tracker.observe(Watermark("ingest:2", 900)) == 300
+    assert tracker.observe(Watermark("ingest:1", 100)) == 300  # a writer's time never goes back
+    assert tracker.observe(Watermark("ingest:1", 700)) == 500
+
+
+def test_idle_writers_do_not_hold_event_time_back_until_all_are_idle():
+    tracker = WatermarkTracker(["a", "b"])
+    tracker.observe(Watermark("a", 0, idle=True))  # a partition nobody has written to
+    assert tracker.observe(Watermark("b", 400)) == 400 and not tracker.idle
+    assert tracker.observe(Watermark("b", 450, idle=True)) == 450 and tracker.idle
+    assert tracker.observe(Watermark("a", 200)) == 200  # active again: it counts again
+
+
+def test_input_partitions_announce_their_progress_and_follow_the_clock_when_quiet():
+    assert source_watermark(None, 0, 5_000, 300, 1_000) == Watermark("", 0, idle=True)
+    assert source_watermark(10_000, 4_500, 5_000, 300, 1_000) == Watermark("", 9_700)
+    assert source_watermark(10_000, 1_000, 5_000, 300, 1_000) == Watermark("", 13_700, idle=True)
+
+
+def test_control_records_decode_to_what_was_sent():
+    mark = Watermark("dedupe:3", 123, idle=True)
+    marker = Marker("r1", True, from_partition=2, sources=8, stage="people")
+    assert decode_control(mark.encode()) == mark and decode_control(marker.encode()) == marker

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from stream_app.config import load_topology
 from stream_app.config.topology import duration_ms
 from stream_app.metrics import Metrics
-from stream_app.people.processor import IDLE_AFTER_MS, PersonProcessor
+from stream_app.people.processor import PersonProcessor
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from tests.unit.rules.test_rules import DAY, MIN, T
@@ -23,16 +23,15 @@ LATENESS = duration_ms(TOPO.allowed_lateness)
 ACTIONS = {"coupons": "coupon_key", "guide_alerts": "alert_key"}
 
 
-def processor(lateness: int = LATENESS, clock=lambda: 0.0) -> PersonProcessor:
+def processor() -> PersonProcessor:
     return PersonProcessor(
         TagEngine.from_specs(TOPO.tags),
         RuleEngine(TOPO.rules, TOPO.contact_policy, TOPO.stores),
         {},
         {},
         {},
-        lateness,
         Metrics(),
-        clock,
+        lambda: 0.0,
     )
 
 
@@ -65,9 +64,8 @@ def test_an_event_waits_for_event_time_to_pass_it():
     proc = processor()
     out = feed(proc, [event("reg", "p1", "member_register", T)])
     assert actions(out) == [] and proc.profile("p1")["events_waiting_for_event_time"] == 1
-    # Someone else's event, later than the allowed lateness, moves the partition's event time on.
-    out = feed(proc, [event("other", "p2", "page_view", T + LATENESS)])
-    assert actions(out) == [("welcome", "reg")]
+    assert actions(proc.advance(0, T)) == []  # an event at the watermark's moment may still come
+    assert actions(proc.advance(0, T + 1)) == [("welcome", "reg")]
     assert proc.profile("p1")["events_waiting_for_event_time"] == 0
 
 
@@ -96,21 +94,10 @@ def test_an_order_at_the_deadline_closes_the_window_and_one_after_it_does_not():
 
 def test_a_late_event_is_applied_at_once_and_counted():
     proc = processor()
-    feed(proc, [event("new", "p2", "page_view", T + DAY)])
+    proc.advance(0, T + DAY)
     out = feed(proc, [event("reg", "p1", "member_register", T)])
     assert actions(out) == [("welcome", "reg")]
     assert proc.metrics.tags_late_events._value.get() == 1
-
-
-def test_an_idle_partition_follows_the_wall_clock():
-    wall = [1_000_000.0]
-    proc = processor(clock=lambda: wall[0])
-    feed(proc, [event("cart", "p1", "add_to_cart", T)])
-    tick = {"kind": "tick", "wall_ms": int(wall[0] * 1000) + IDLE_AFTER_MS}
-    assert actions(proc.handle(tick, 0)) == []  # idle, but event time has not reached the deadline
-    later = int(wall[0] * 1000) + LATENESS + 30 * MIN + 1
-    assert actions(proc.handle({"kind": "tick", "wall_ms": later}, 0)) == [("cart_abandon", "cart")]
-    assert actions(proc.handle({"kind": "tick", "wall_ms": later}, 1)) == []  # other partitions: own time
 
 
 def test_held_events_move_with_a_merge():
@@ -173,9 +160,12 @@ def _decided(events: list[dict], partitions: int, seed: int) -> set[str]:
     """Action keys, the events arriving each up to the allowed lateness behind event time."""
     delays = random.Random(seed)
     arrival = sorted(events, key=lambda e: e["event_time_ms"] + delays.randrange(LATENESS))
-    proc, out = processor(), []
+    proc, out, newest = processor(), [], 0
     for e in arrival:
         out += proc.handle({"kind": "event", "event": e}, _partition(e["one_id"], partitions))
+        newest = max(newest, e["event_time_ms"])
+        for p in range(partitions):  # the watermark the input's announcements carry
+            out += proc.advance(p, newest - LATENESS)
     for p in range(partitions):
         out += proc.close_event_time(p)
     return {v[ACTIONS[output]] for output, _, v in out if output in ACTIONS}
