@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -77,6 +79,7 @@ class LocalRun:
             self.url = self.broker.url
         ensure_topics(self.bootstrap, self.topology.all_topics(), self.topology.replication_factor)
         self.start_worker()
+        self.wait_ready()
         return self
 
     def worker_env(self, index: int = 0) -> dict[str, str]:
@@ -103,6 +106,23 @@ class LocalRun:
         self.workers[index] = spawn(
             [sys.executable, "-m", "stream_app", "worker"], self.worker_log_of(index), self.worker_env(index)
         )
+
+    def wait_ready(self, index: int = 0, timeout: float = 120.0) -> None:
+        """Until the worker has its partitions and their tables (its `/ready` answers 200)."""
+        url = f"http://127.0.0.1:{self.web_ports[index]}/ready"
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    if answer.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass  # not listening yet, or 503: not ready
+            if time.monotonic() > deadline:
+                log = self.worker_log_of(index)
+                raise RunError(f"worker {index} not ready after {timeout:.0f}s; end of {log}:\n{tail(log)}")
+            time.sleep(0.5)
 
     def kill_worker(self, index: int = 0) -> None:
         """SIGKILL, as a crash would: no shutdown, no final commit."""

@@ -49,6 +49,7 @@ from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
+from stream_app.worker import faust_recovery_fix
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
@@ -113,6 +114,7 @@ class Pipeline:
             )
         hasher = PiiHasher(key, topology.identifiers.default_phone_region)
         self.ingestor = Ingestor.from_topology(topology, hasher)
+        faust_recovery_fix.install()
         self.app = faust.App(settings.app_id, **faust_settings(settings, topology))
 
         self._topics: dict[str, faust.TopicT] = {}
@@ -212,6 +214,7 @@ class Pipeline:
         self.app.agent(self.linker, name="link")(self._link_agent)
         self.app.agent(self.person_events, name="people")(self._people_agent)
         self.app.page("/metrics")(self._metrics_view())
+        self.app.page("/ready")(self._ready_view())
         register_identity_views(self.app, identity_tables[0], self.identity_store)
         register_profile_views(self.app, self.people, self.replica)
 
@@ -412,3 +415,19 @@ class Pipeline:
                 return self.bytes(generate_latest(registry), content_type=_METRICS_CONTENT_TYPE)
 
         return MetricsView
+
+    def _ready_view(self) -> type[View]:
+        app = self.app
+
+        class ReadyView(View):
+            """200 once the worker has partitions and has restored their tables; 503 before that
+            and while a rebalance is going on (a readiness probe)."""
+
+            async def get(self, request: Request) -> Response:
+                assigned = len(app.consumer.assignment())
+                recovered = app.tables.recovery.completed.is_set()
+                ready = bool(assigned) and recovered and not app.rebalancing
+                state = {"ready": ready, "assigned_partitions": assigned, "tables_recovered": recovered}
+                return self.json(state, status=200 if ready else 503)
+
+        return ReadyView

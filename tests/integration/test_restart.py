@@ -66,7 +66,7 @@ def _restart_scenario(run: LocalRun, wipe_state: bool) -> list[dict]:
     run.kill_worker()
     if wipe_state:
         shutil.rmtree(run.run_dir / "state")
-    run.start_worker()
+    run.start_worker()  # events keep coming while it starts and restores its tables
     # `first` again: every one is a duplicate now. `again`: the same people with a new device, so
     # the linker must find them in its restored tables rather than create them anew.
     again = [
