@@ -11,11 +11,11 @@ marker with `close_event_time` also tells stages that event time is over (pendin
 
 **Watermarks** (as in Flink): event-time progress, made where events enter and carried along every
 path they take. The ingest stage announces for each input partition "nothing older than t will come
-from here" (newest event time seen less the allowed lateness; a partition idle for a while follows
-the wall clock and says it is idle). Each later stage takes, per input partition, the minimum over
-the writers that feed it (idle ones aside) and passes its own on. So a stage's event time never
-runs ahead of events still on their way to it through a slower path (the identity linker) or a
-busier partition, however fast a backlog is replayed.
+from here" (newest event time seen less the allowed lateness; a partition read to its end and quiet
+for a while follows the wall clock; one with nothing to read since start is idle and left out).
+Each later stage takes, per input partition, the minimum over the writers that feed it and passes
+its own on. So a stage's event time never runs ahead of events still on their way to it through a
+slower path (the identity linker) or a busier partition, however fast a backlog is replayed.
 
 Both travel as ordinary records with the `stream-app-control` header, so they keep their place in
 each partition's order.
@@ -117,8 +117,8 @@ class Barrier:
 class WatermarkTracker:
     """One input partition's event time: the minimum over the writers that feed it.
 
-    Idle writers are left out of the minimum; when all are idle, the most advanced one counts (each
-    idle writer's time follows the wall clock). Nothing is known until every writer has spoken.
+    Idle writers (input partitions with nothing to read since start) are left out of the minimum;
+    when all are idle, the most advanced one counts. Nothing is known until every writer has spoken.
 
     >>> tracker = WatermarkTracker(["a", "b"])
     >>> tracker.observe(Watermark("a", 100)) is None
@@ -146,28 +146,34 @@ class WatermarkTracker:
         active = [t for t, idle in self._latest.values() if not idle]
         return min(active) if active else max(t for t, _ in self._latest.values())
 
-    @property
-    def idle(self) -> bool:
-        return bool(self._latest) and all(idle for _, idle in self._latest.values())
-
 
 def source_watermark(
-    newest_ms: int | None, seen_at_ms: int, wall_ms: int, lateness_ms: int, idle_after_ms: int
+    newest_ms: int | None,
+    seen_at_ms: int,
+    wall_ms: int,
+    lateness_ms: int,
+    idle_after_ms: int,
+    caught_up: bool,
 ) -> Watermark:
-    """An input partition's announcement, as (t, idle) in a Watermark with no writer yet.
+    """An input partition's announcement (a Watermark with no writer yet).
 
-    Active: the newest event time seen less the allowed lateness. Quiet for `idle_after_ms` of wall
-    clock: idle, and its time moves on with the wall clock (so a live cart abandonment fires even if
-    nobody else comes). Never seen: idle at 0.
+    The newest event time seen less the allowed lateness. Read to its end and quiet for
+    `idle_after_ms` of wall clock, a partition's time moves on with the wall clock instead, so a
+    live cart abandonment fires even if nobody else comes. A partition with records still to read
+    never moves on by the clock, however long it has been quiet (a busy worker must not let event
+    time run past its backlog); one with nothing read since start is *idle*, left out of the
+    minimum, if it is empty, and holds everything back at 0 if it is not.
 
-    >>> source_watermark(10_000, seen_at_ms=0, wall_ms=1_000, lateness_ms=300, idle_after_ms=5_000)
+    >>> source_watermark(10_000, 0, wall_ms=1_000, lateness_ms=300, idle_after_ms=5_000, caught_up=True)
     Watermark(writer='', t=9700, idle=False)
-    >>> source_watermark(10_000, seen_at_ms=0, wall_ms=6_000, lateness_ms=300, idle_after_ms=5_000)
-    Watermark(writer='', t=15700, idle=True)
+    >>> source_watermark(10_000, 0, wall_ms=6_000, lateness_ms=300, idle_after_ms=5_000, caught_up=True)
+    Watermark(writer='', t=15700, idle=False)
+    >>> source_watermark(10_000, 0, wall_ms=6_000, lateness_ms=300, idle_after_ms=5_000, caught_up=False)
+    Watermark(writer='', t=9700, idle=False)
     """
     if newest_ms is None:
-        return Watermark("", 0, idle=True)
+        return Watermark("", 0, idle=caught_up)
     quiet = wall_ms - seen_at_ms
-    if quiet < idle_after_ms:
-        return Watermark("", newest_ms - lateness_ms)
-    return Watermark("", newest_ms + quiet - lateness_ms, idle=True)
+    if caught_up and quiet >= idle_after_ms:
+        return Watermark("", newest_ms + quiet - lateness_ms)
+    return Watermark("", newest_ms - lateness_ms)

@@ -23,6 +23,7 @@ from typing import Any
 import faust
 import orjson
 from faust.transport.drivers.aiokafka import server_list
+from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -184,6 +185,8 @@ class Pipeline:
         self.lateness_ms = duration_ms(topology.allowed_lateness)
         self._newest: dict[int, tuple[int, int]] = {}
         """Input partition -> (newest event time ingested, wall clock then)."""
+        self._read_to: dict[int, int] = {}
+        """Input partition -> offset of the last record ingest took up."""
         writers = {
             "ingest": [f"ingest:{p}" for p in range(t.touchpoints.partitions)],
             "dedupe": [f"dedupe:{q}" for q in range(internal.events_by_id.partitions)],
@@ -233,6 +236,7 @@ class Pipeline:
     async def _ingest_agent(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            self._read_to[message.partition] = message.offset  # (the record is done below)
             if is_control(event.headers):
                 await self._on_control("ingest", message.partition, event.value)
                 continue
@@ -351,8 +355,21 @@ class Pipeline:
         mine = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == name)
         for partition in mine:
             newest, seen_at = self._newest.get(partition, (None, 0))
-            mark = source_watermark(newest, seen_at, self._now_ms(), self.lateness_ms, IDLE_AFTER_MS)
+            caught_up = self._read_to_end(TP(name, partition))
+            mark = source_watermark(
+                newest, seen_at, self._now_ms(), self.lateness_ms, IDLE_AFTER_MS, caught_up
+            )
             await self._pass_on("ingest", replace(mark, writer=f"ingest:{partition}"))
+
+    def _read_to_end(self, tp: TP) -> bool:
+        """Whether ingest has processed everything the partition holds (as of the last fetch)."""
+        end = self.app.consumer.highwater(tp)
+        if end is None:
+            return False
+        done = self._read_to.get(tp.partition)
+        # Not read since start: where the group's committed offset left it (Faust's own record).
+        next_offset = done + 1 if done is not None else (self.app.consumer._committed_offset.get(tp) or 0)
+        return next_offset >= end
 
     async def _on_watermark(self, stage: str, partition: int, mark: Watermark) -> None:
         tracker = self._trackers[stage][partition]
@@ -362,7 +379,9 @@ class Pipeline:
         if stage == "people":
             await self.people.advance(partition, now)
         else:
-            await self._pass_on(stage, Watermark(f"{stage}:{partition}", now, tracker.idle))
+            # Never passed on as idle: a stage whose inputs were idle may be busy with records
+            # behind them by the time others hear of it. Only an input partition can be idle.
+            await self._pass_on(stage, Watermark(f"{stage}:{partition}", now))
 
     async def _pass_on(self, stage: str, mark: Watermark) -> None:
         """To every partition this stage writes to, when it moved (or as a heartbeat)."""

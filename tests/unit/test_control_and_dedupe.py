@@ -66,15 +66,24 @@ def test_a_watermark_waits_for_every_writer_and_is_the_slowest_of_them():
 def test_idle_writers_do_not_hold_event_time_back_until_all_are_idle():
     tracker = WatermarkTracker(["a", "b"])
     tracker.observe(Watermark("a", 0, idle=True))  # a partition nobody has written to
-    assert tracker.observe(Watermark("b", 400)) == 400 and not tracker.idle
-    assert tracker.observe(Watermark("b", 450, idle=True)) == 450 and tracker.idle
-    assert tracker.observe(Watermark("a", 200)) == 200  # active again: it counts again
+    assert tracker.observe(Watermark("b", 400)) == 400
+    assert tracker.observe(Watermark("b", 450, idle=True)) == 450  # all idle: the most advanced
+    assert tracker.observe(Watermark("a", 200)) == 200  # written to now: it counts again
 
 
 def test_input_partitions_announce_their_progress_and_follow_the_clock_when_quiet():
-    assert source_watermark(None, 0, 5_000, 300, 1_000) == Watermark("", 0, idle=True)
-    assert source_watermark(10_000, 4_500, 5_000, 300, 1_000) == Watermark("", 9_700)
-    assert source_watermark(10_000, 1_000, 5_000, 300, 1_000) == Watermark("", 13_700, idle=True)
+    assert source_watermark(10_000, 4_500, 5_000, 300, 1_000, caught_up=True) == Watermark("", 9_700)
+    assert source_watermark(10_000, 1_000, 5_000, 300, 1_000, caught_up=True) == Watermark("", 13_700)
+
+
+def test_only_an_empty_partition_nobody_has_written_to_is_left_out():
+    assert source_watermark(None, 0, 5_000, 300, 1_000, caught_up=True) == Watermark("", 0, idle=True)
+    assert source_watermark(None, 0, 5_000, 300, 1_000, caught_up=False) == Watermark("", 0)
+
+
+def test_a_partition_with_records_to_read_does_not_follow_the_clock():
+    """Quiet because the worker is busy elsewhere is not quiet: its backlog must not turn late."""
+    assert source_watermark(10_000, 1_000, 60_000, 300, 1_000, caught_up=False) == Watermark("", 9_700)
 
 
 def test_control_records_decode_to_what_was_sent():
