@@ -63,7 +63,7 @@ _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
 WATERMARK_INTERVAL_S = 1.0
 """How often ingest announces its input partitions' event time."""
 IDLE_AFTER_MS = 10_000
-"""Wall-clock quiet time after which an input partition is idle and its event time follows the clock."""
+"""Wall-clock quiet time after which an input partition read to its end follows the wall clock."""
 HEARTBEAT_MS = 5_000
 """An unchanged watermark is repeated this often, for stages that restarted and forgot it."""
 
