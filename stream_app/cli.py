@@ -90,7 +90,7 @@ def run(
     broker: BrokerOpt = None,
     topology: TopologyOpt = None,
     events: Annotated[Path | None, typer.Option(help="JSONL file of touchpoint events to stream in")] = None,
-    once: Annotated[bool, typer.Option(help="Process the file, close event time, print, exit")] = False,
+    once: Annotated[bool, typer.Option(help="Process the file, print, exit (instead of running on)")] = False,
     dump_dir: Annotated[
         Path | None, typer.Option(help="Write every output topic to DIR/<topic>.jsonl")
     ] = None,
@@ -118,7 +118,8 @@ def run(
             if lines:
                 _produce_with_progress(lines, local.stream_events, f"streaming {events.name}")  # type: ignore[union-attr]
                 with console.status("processing (waiting for every event to pass the pipeline)"):
-                    local.finish_input(close_event_time=once, timeout=timeout)
+                    # A file is a finished stretch of time: its windows and deferrals resolve now.
+                    local.finish_input(close_event_time=True, timeout=timeout)
                     outputs = local.read_outputs()
                 _summary(topo, len(lines), outputs)
                 if dump_dir is not None:
