@@ -44,10 +44,6 @@ class Marker:
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))
 
-    @classmethod
-    def decode(cls, data: bytes) -> Marker:
-        return cls(**orjson.loads(data))
-
 
 @dataclass(frozen=True)
 class StageDone:
@@ -77,6 +73,7 @@ class Watermark:
 
 
 def decode_control(data: bytes) -> Marker | Watermark:
+    """A control record as the stages read it: a watermark names its writer, a marker does not."""
     fields = orjson.loads(data)
     return Watermark(**fields) if "writer" in fields else Marker(**fields)
 
