@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from confluent_kafka import Consumer, TopicPartition
@@ -56,9 +56,8 @@ def wait_committed(bootstrap: str, group: str, topics: list[str], timeout: float
         consumer.close()
 
 
-def predicted_owners(resolved: list[dict], merges: list[dict], conflicts: list[dict]) -> dict[str, str]:
-    """Identifier key -> final one_id, as a consumer of the output topics can work it out:
-    an event's identifiers belong to its one_id unless refused; merges map old one_ids on."""
+def final_one_id(merges: list[dict]) -> Callable[[str], str]:
+    """one_id -> the one_id it lives on as now, following `identity-merges` as a consumer would."""
     survivor = {m["merged_one_id"]: m["one_id"] for m in merges}
 
     def final(one_id: str) -> str:
@@ -66,6 +65,13 @@ def predicted_owners(resolved: list[dict], merges: list[dict], conflicts: list[d
             one_id = survivor[one_id]
         return one_id
 
+    return final
+
+
+def predicted_owners(resolved: list[dict], merges: list[dict], conflicts: list[dict]) -> dict[str, str]:
+    """Identifier key -> final one_id, as a consumer of the output topics can work it out:
+    an event's identifiers belong to its one_id unless refused; merges map old one_ids on."""
+    final = final_one_id(merges)
     refused: dict[str, set[str]] = {}
     for c in conflicts:
         refused.setdefault(c["event_id"], set()).update(f"{r['type']}:{r['value']}" for r in c["refused"])

@@ -18,7 +18,7 @@ import yaml
 from stream_app.io.kafka import read_topics
 from stream_app.sample import generate
 from tests.integration.conftest import REPO
-from tests.integration.helpers import metric
+from tests.integration.helpers import final_one_id, metric
 
 pytestmark = pytest.mark.integration
 
@@ -284,13 +284,7 @@ def test_a_live_cart_abandonment_fires_though_nobody_comes_back(make_env):
 def _recount(resolved: list[dict], merges: list[dict]) -> Counter:
     """The default rules worked out directly from the resolved events, person by person in event
     time: an oracle written apart from the engine (no caps: the test checks none applied)."""
-    survivor = {m["merged_one_id"]: m["one_id"] for m in merges}
-
-    def final(one_id: str) -> str:
-        while one_id in survivor:
-            one_id = survivor[one_id]
-        return one_id
-
+    final = final_one_id(merges)
     people: dict[str, list[dict]] = {}
     for e in resolved:
         people.setdefault(final(e["one_id"]), []).append(e)

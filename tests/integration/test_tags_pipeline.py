@@ -14,6 +14,7 @@ import pytest
 from stream_app.sample import generate
 from stream_app.tags.engine import TagEngine
 from tests.integration.conftest import REPO
+from tests.integration.helpers import final_one_id
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +33,7 @@ def test_live_tags_equal_a_recomputation_after_merges(env):
         run.finish_input(close_event_time=True, timeout=300)
         outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
         merges = outputs[topo.topics.identity_merges.name]
-        survivor = {m["merged_one_id"]: m["one_id"] for m in merges}
-
-        def final(one_id: str) -> str:
-            while one_id in survivor:
-                one_id = survivor[one_id]
-            return one_id
-
+        final = final_one_id(merges)
         people: dict[str, dict[str, dict]] = {}
         for event in outputs[topo.topics.resolved.name]:
             people.setdefault(final(event["one_id"]), {})[event["event_id"]] = event
