@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -117,8 +116,8 @@ class LocalRun:
                 with urllib.request.urlopen(url, timeout=5) as answer:
                     if answer.status == 200:
                         return
-            except (OSError, urllib.error.URLError):
-                pass  # not listening yet, or 503: not ready
+            except OSError:  # URLError, HTTPError (503: not ready) and refused connections alike
+                pass
             if time.monotonic() > deadline:
                 log = self.worker_log_of(index)
                 raise RunError(f"worker {index} not ready after {timeout:.0f}s; end of {log}:\n{tail(log)}")
