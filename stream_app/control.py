@@ -51,6 +51,10 @@ class StageDone:
     stage: str
     partition: int
     partitions: int
+    forwarded: int = 0
+    """Records the partition handed on to another partition of its own topic since its last
+    marker (the person stage moving merged people's state): they may still be on their way, so
+    a bounded run needs another round of markers behind them."""
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

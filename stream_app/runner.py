@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from stream_app.config import Settings, Topology
+from stream_app.control import StageDone
 from stream_app.io.broker import EmbeddedBroker, free_port
 from stream_app.io.kafka import (
     KafkaToolError,
@@ -29,6 +30,10 @@ from stream_app.io.kafka import (
 )
 from stream_app.io.processes import spawn, stop, tail
 from stream_app.io.urls import bootstrap_servers, is_embedded
+
+MAX_SETTLE_ROUNDS = 100
+"""Rounds of end-of-input markers behind people handed on between partitions (one per hop of
+the longest merge chain in flight); more means something hands people on in a loop."""
 
 
 class RunError(RuntimeError):
@@ -149,23 +154,30 @@ class LocalRun:
         return produce_values(producer, self.topology.topics.touchpoints.name, lines, on_sent)
 
     def finish_input(self, close_event_time: bool, timeout: float) -> None:
-        """Mark the end of what was sent so far and wait until the pipeline has processed it."""
+        """Mark the end of what was sent so far and wait until the pipeline has processed it.
+
+        The last stage (the person stage) hands merged people's state on between its own
+        partitions, along chains of merges of any length: after each round of markers in which a
+        partition handed something on, another round follows it, until a round hands on nothing.
+        """
         run_id = uuid.uuid4().hex[:12]
-        send_markers(
-            make_producer(self.bootstrap),
-            self.topology.topics.touchpoints,
-            run_id,
-            close_event_time,
-        )
-        _, last = self.topology.stage_inputs()[-1]
-        wait_for_stage_done(
-            self.bootstrap,
-            self.topology.internal_topics.control.name,
-            run_id,
-            last.partitions,
-            timeout,
-            self.check_alive,
-        )
+        producer = make_producer(self.bootstrap)
+        send_markers(producer, self.topology.topics.touchpoints, run_id, close_event_time)
+        stage, last = self.topology.stage_inputs()[-1]
+        deadline = time.monotonic() + timeout
+        reports = self._wait_done(run_id, last.partitions, deadline)
+        for round_no in range(1, MAX_SETTLE_ROUNDS + 1):
+            if not any(report.forwarded for report in reports):
+                return
+            settle_run = f"{run_id}.{round_no}"
+            send_markers(producer, last, settle_run, close_event_time, stage=stage)
+            reports = self._wait_done(settle_run, last.partitions, deadline)
+        raise RunError(f"people still handed on between partitions after {MAX_SETTLE_ROUNDS} rounds")
+
+    def _wait_done(self, run: str, partitions: int, deadline: float) -> list[StageDone]:
+        control = self.topology.internal_topics.control.name
+        left = max(1.0, deadline - time.monotonic())
+        return wait_for_stage_done(self.bootstrap, control, run, partitions, left, self.check_alive)
 
     def read_outputs(self) -> dict[str, list[Record]]:
         return read_topics(self.bootstrap, [spec.name for spec in self.topology.output_topics()])

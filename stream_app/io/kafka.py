@@ -126,9 +126,12 @@ def _flush(producer: Producer, timeout: float = 120.0) -> None:
         raise KafkaToolError(f"{remaining} messages still undelivered after {timeout:.0f}s")
 
 
-def send_markers(producer: Producer, spec: TopicSpec, run: str, close_event_time: bool) -> None:
-    """A marker to every partition of the input topic, after everything produced so far."""
-    marker = Marker(run, close_event_time, from_partition=0, sources=1).encode()
+def send_markers(
+    producer: Producer, spec: TopicSpec, run: str, close_event_time: bool, stage: str = ""
+) -> None:
+    """A marker to every partition of `spec` (for `stage`, else its first reader), after everything
+    produced so far."""
+    marker = Marker(run, close_event_time, from_partition=0, sources=1, stage=stage).encode()
     for partition in range(spec.partitions):
         producer.produce(spec.name, value=marker, partition=partition, headers=[(CONTROL_HEADER, b"1")])
     _flush(producer)
@@ -220,15 +223,16 @@ def wait_for_stage_done(
     partitions: int,
     timeout: float,
     still_alive: Callable[[], None] = lambda: None,
-) -> None:
-    """Block until every partition of the last stage reported `run` done (or raise on timeout).
+) -> list[StageDone]:
+    """Block until every partition of the last stage reported `run` done (or raise on timeout);
+    their reports, one per partition.
 
     `still_alive` is called between polls and raises if a process the run depends on has died.
     """
     consumer = _consumer(bootstrap)
     try:
         consumer.assign([TopicPartition(control_topic, 0, OFFSET_BEGINNING)])
-        done: set[int] = set()
+        done: dict[int, StageDone] = {}
         deadline = time.monotonic() + timeout
         while len(done) < partitions:
             if time.monotonic() > deadline:
@@ -241,6 +245,7 @@ def wait_for_stage_done(
                 continue
             report = StageDone.decode(msg.value())
             if report.run == run:
-                done.add(report.partition)
+                done.setdefault(report.partition, report)  # a redelivered report changes nothing
     finally:
         consumer.close()
+    return list(done.values())

@@ -85,6 +85,8 @@ class PersonProcessor:
         self._due: dict[int, list[tuple[int, str]]] = {}
         """Per partition: a heap of (due, one_id) over `timers`, built from it on first use.
         Entries go stale when a person's due time moves; `timers` has the truth."""
+        self._handed_on: dict[int, int] = {}
+        """Per partition: records handed on to other partitions (merged people) since last asked."""
 
     def now_ms(self, partition: int) -> int:
         """The partition's watermark: what is older is late; what is due before it happens."""
@@ -99,7 +101,17 @@ class PersonProcessor:
             self._merge(record, out)
         elif kind == "absorb":
             self._absorb(record, partition, out)
+        handed_on = sum(1 for output, _, _ in out if output == "person_events")
+        if handed_on:
+            self._handed_on[partition] = self._handed_on.get(partition, 0) + handed_on
         return out
+
+    def take_handed_on(self, partition: int) -> int:
+        """How many records the partition handed on to others since the last call (and reset).
+
+        A bounded run is only over when a round of markers finds nothing handed on: what was
+        handed on may still be on its way, along a chain of merges of any length."""
+        return self._handed_on.pop(partition, 0)
 
     def advance(self, partition: int, watermark_ms: int) -> list[Emit]:
         """Event time on the partition reached `watermark_ms`: what is older happens now."""

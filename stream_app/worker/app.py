@@ -408,8 +408,13 @@ class Pipeline:
         stage = marker.stage or stage
         if not self._barriers[stage].observe(partition, marker):
             return
-        if marker.close_event_time and stage in ("people", "people-settle"):
-            await self.people.close_event_time(partition)
+        handed_on = 0
+        if stage in ("people", "people-settle"):
+            if marker.close_event_time:
+                await self.people.close_event_time(partition)
+            # What was handed on before the first round's markers is ahead of them; what came
+            # after may not be, and the run needs another round behind it.
+            handed_on = self.people.take_handed_on(partition)
         await self.app.producer.flush()  # everything sent before the marker is on the broker
         next_stage = self._next_stage[stage]
         sources = self._stage_inputs[stage].partitions
@@ -419,7 +424,7 @@ class Pipeline:
             for target in range(int(downstream.partitions or 1)):
                 await downstream.send(value=forwarded, partition=target, headers=_CONTROL_HEADERS)
         else:
-            done = StageDone(marker.run, stage, partition, sources)
+            done = StageDone(marker.run, stage, partition, sources, forwarded=handed_on)
             await self.control.send(value=done.encode(), partition=0)
         await self.app.producer.flush()
 

@@ -58,6 +58,9 @@ class PersonStage:
     async def close_event_time(self, partition: int) -> None:
         await self._send(self.processor.close_event_time(partition))
 
+    def take_handed_on(self, partition: int) -> int:
+        return self.processor.take_handed_on(partition)
+
     def profile(self, one_id: str) -> dict[str, Any] | None:
         return self.processor.profile(one_id)
 

@@ -111,6 +111,23 @@ def test_held_events_move_with_a_merge():
     assert [v["one_id"] for output, _, v in out if output == "coupons"] == ["p1"]
 
 
+def test_every_hand_on_along_a_merge_chain_is_counted_where_it_leaves():
+    """p3 -> p2 -> p1, the second merge reaching p2 before p3's state does: p3's held order goes
+    on twice, and each partition it left says so (a bounded run waits for such hand-ons)."""
+    proc = processor()
+    feed(proc, [event("o3", "p3", "order_paid", T, properties={"amount": 7})], partition=3)
+    ((_, _, absorb),) = proc.handle({"kind": "merge", "one_id": "p2", "merged_one_id": "p3"}, 3)
+    assert proc.handle({"kind": "merge", "one_id": "p1", "merged_one_id": "p2"}, 2) == []
+    ((output, key, handed_on),) = proc.handle(absorb, 2)
+    assert (output, key, handed_on["one_id"]) == ("person_events", "p1", "p1")
+    assert (proc.take_handed_on(3), proc.take_handed_on(2), proc.take_handed_on(0)) == (1, 1, 0)
+    assert proc.take_handed_on(3) == 0  # counted once
+    proc.handle(handed_on, 0)
+    proc.close_event_time(0)
+    assert proc.profile("p1")["tags"]["order_count"] == 1
+    assert proc.profile("p1")["events_waiting_for_event_time"] == 0
+
+
 def test_a_replayed_event_decides_nothing_new():
     proc = processor()
     reg = event("reg", "p1", "member_register", T)
