@@ -7,11 +7,13 @@ Faust's own variables are ignored for those settings.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 DEV_PII_KEY = "stream-app-development-key-do-not-use-in-production"
 
 
@@ -26,8 +28,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".stream_app"), description="Local state (RocksDB) and logs.")
     app_id: str = Field("stream-app", description="Faust app id = Kafka consumer group.")
     pii_key: SecretStr | None = Field(None, description="HMAC key for phone and email hashing.")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field(
+        "127.0.0.1",
+        description="The address the web server binds (loopback unless told otherwise; 0.0.0.0: all).",
+    )
     web_port: int = 6066
+    web_advertised_url: str | None = Field(
+        None,
+        description="The URL peers use to reach this worker (profile look-ups forwarded between "
+        "workers). Default: http://WEB_HOST:WEB_PORT, or this machine's host name if WEB_HOST binds "
+        "every interface.",
+    )
     log_level: str = "info"
     producer_linger: float = Field(
         0.005, ge=0, le=1, description="Seconds a producer batch may wait to fill (Kafka's linger)."
@@ -36,6 +47,17 @@ class Settings(BaseSettings):
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",
     )
+
+    def advertised_web_url(self) -> str:
+        """Where peers reach this worker: never a wildcard address, which names no machine.
+
+        >>> Settings(web_host="0.0.0.0", web_port=6066).advertised_web_url().startswith("http://0.0")
+        False
+        """
+        if self.web_advertised_url:
+            return self.web_advertised_url.rstrip("/")
+        host = socket.gethostname() if self.web_host in _WILDCARD_HOSTS else self.web_host
+        return f"http://{host}:{self.web_port}"
 
     def pii_key_bytes(self) -> tuple[bytes, bool]:
         """The PII hashing key and whether it is the development default."""

@@ -74,8 +74,15 @@ def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
         "broker": normalize_broker_url(settings.broker or "kafka://localhost:9092"),
         "store": "rocksdb://",
         "datadir": str(settings.data_dir / "state"),
-        "web_host": settings.web_host,
+        # Bind where told (loopback by default), advertise where peers can reach this worker.
+        "web_bind": settings.web_host,
         "web_port": settings.web_port,
+        "canonical_url": settings.advertised_web_url(),
+        # Faust's built-in views answer table look-ups (identifiers -> one_id) to anyone who asks.
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
         "topic_replication_factor": topology.replication_factor,
         "topic_partitions": topology.topics.touchpoints.partitions,
         "consumer_auto_offset_reset": "earliest",

@@ -1,9 +1,12 @@
+import socket
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from stream_app.io.urls import bootstrap_servers, is_embedded, normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.sample import generate
+from tests.unit.test_topology import REPO
 
 
 def test_broker_urls():
@@ -41,3 +44,20 @@ def test_generator_is_deterministic_and_knows_the_truth():
     assert generate(people=80, days=2, seed=4).lines != a.lines
     assert a.malformed >= 0 and len(a.truth) == len(a.lines) - a.malformed - a.duplicates
     assert len(set(a.truth.values())) > 30
+
+
+def test_the_worker_binds_loopback_by_default_and_advertises_a_reachable_address():
+    from stream_app.config import Settings, load_topology
+    from stream_app.worker.app import faust_settings
+
+    topology = load_topology(REPO / "topology.yaml")
+    conf = faust_settings(Settings(web_port=7001), topology)
+    assert (conf["web_bind"], conf["canonical_url"]) == ("127.0.0.1", "http://127.0.0.1:7001")
+    assert not any(conf[f"web_{view}_enabled"] for view in ("tables", "router", "graph", "stats"))
+
+    everywhere = faust_settings(Settings(web_host="0.0.0.0", web_port=7001), topology)
+    assert everywhere["web_bind"] == "0.0.0.0"
+    assert everywhere["canonical_url"] == f"http://{socket.gethostname()}:7001"
+
+    told = Settings(web_host="0.0.0.0", web_advertised_url="http://worker-2.internal:6066/")
+    assert faust_settings(told, topology)["canonical_url"] == "http://worker-2.internal:6066"
