@@ -62,6 +62,11 @@ class Metrics:
         self.events_dlq = Counter(
             "stream_app_events_dlq_total", "Messages sent to the DLQ", ["reason"], registry=r
         )
+        self.dlq_repeats_skipped = Counter(
+            "stream_app_dlq_repeats_skipped_total",
+            "Invalid inputs read again after a restart that were already on the DLQ",
+            registry=r,
+        )
         self.events_duplicate = Counter(
             "stream_app_events_duplicate_total",
             "Events dropped because their event_id was processed before",

@@ -44,13 +44,14 @@ from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity import records as identity_records
 from stream_app.identity.resolver import known_owner
 from stream_app.identity.store import BufferedIdentityStore, json_value_store
-from stream_app.ingest import Accepted, Ingestor, PiiHasher
+from stream_app.ingest import Accepted, Ingestor, PiiHasher, Rejected
 from stream_app.ingest.dedupe import is_first_delivery, position
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from stream_app.worker import faust_recovery_fix
+from stream_app.worker.dlq_ledger import DlqLedger
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
@@ -146,6 +147,19 @@ class Pipeline:
             value_type=str,
             help="event_id -> position of the record that first carried it",
         )
+        self.dlq_ledger = DlqLedger(
+            self.app.Table(
+                "dlq-ledger",
+                partitions=t.touchpoints.partitions,
+                key_type=str,
+                help="input partition -> [highest input offset on the DLQ, its DLQ offset]",
+            ),
+            server_list(self.app.conf.broker, 9092),
+            t.touchpoints.name,
+            t.dlq.name,
+            t.dlq.partitions,
+        )
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         identity_tables = [
             self.app.Table(
                 f"identity-{name}",
@@ -228,6 +242,9 @@ class Pipeline:
         register_identity_views(self.app, identity_tables[0], self.identity_store)
         register_profile_views(self.app, self.people, self.replica)
 
+    async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
+        self.dlq_ledger.forget_catch_up()
+
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
         if spec.name not in self._topics:
             self._topics[spec.name] = self.app.topic(
@@ -259,10 +276,23 @@ class Pipeline:
                     self._now_ms(),
                 )
             else:
-                self.metrics.events_dlq.labels(outcome.reason).inc()
-                source = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
-                record = self.ingestor.dlq_record(event.value, outcome, source, self._now_ms())
-                await self.dlq.send(value=orjson.dumps(record))
+                await self._reject(event.value, outcome, message)
+
+    async def _reject(self, raw: bytes | None, rejected: Rejected, message: Any) -> None:
+        """To the DLQ once per input position, also when the input is read again after a crash."""
+        topic, partition, offset = message.topic, message.partition, message.offset
+        if await self.dlq_ledger.recorded(partition, offset):
+            self.metrics.dlq_repeats_skipped.inc()
+            return
+        self.metrics.events_dlq.labels(rejected.reason).inc()
+        source = {"topic": topic, "partition": partition, "offset": offset}
+        record = self.ingestor.dlq_record(raw, rejected, source, self._now_ms())
+        sent = await self.dlq.send(
+            key=f"{topic}:{partition}:{offset}".encode(),
+            value=orjson.dumps(record),
+            partition=self.dlq_ledger.dlq_partition(partition),
+        )
+        self.dlq_ledger.remember(partition, offset, (await sent).offset)
 
     async def _accept(self, accepted: Accepted) -> None:
         event = accepted.event

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import threading
 import time
 from collections import Counter
 
@@ -125,3 +126,36 @@ def test_plain_kafka_transport_shows_the_defect(env):
             _restart_scenario(run, wipe_state=False)
         log = run.worker_log.read_text()
     assert "ConsistencyError" in log, f"{failure.value}\n{tail(run.worker_log)}"
+
+
+def test_an_invalid_input_is_on_the_dlq_once_across_a_crash(env):
+    """A worker killed while invalid input flows has written DLQ records for inputs whose offsets
+    it had not committed yet; it reads them again after the restart: each must be recorded once."""
+    topo = env.topology
+    invalid = [b'{"event_id": "bad-%d", "truncated' % n for n in range(1000)]
+    with env.local_run() as run:
+        producing = threading.Thread(target=_trickle, args=(run, invalid, 0.004))
+        producing.start()
+        time.sleep(2.0)  # mid-stream, between two of the worker's offset commits
+        run.kill_worker()
+        run.start_worker()
+        producing.join()
+        run.wait_ready()
+        run.finish_input(close_event_time=False, timeout=120)
+        dlq = topo.topics.dlq.name
+        records = [orjson.loads(r.value) for r in read_topics(run.bootstrap, [dlq])[dlq]]
+        repeats = metric(run.web_port, "stream_app_dlq_repeats_skipped_total")
+    sources = Counter((r["source"]["partition"], r["source"]["offset"]) for r in records)
+    twice = {source: n for source, n in sources.items() if n > 1}
+    assert len(sources) == len(invalid), f"{len(invalid) - len(sources)} invalid inputs not on the DLQ"
+    assert not twice, f"{len(twice)} invalid inputs on the DLQ more than once ({repeats} skipped)"
+
+
+def _trickle(run: LocalRun, lines: list[bytes], pause_s: float) -> None:
+    """Produce `lines` at a steady pace, each on the broker before the next."""
+    producer = Producer({"bootstrap.servers": run.bootstrap, "linger.ms": 0})
+    for line in lines:
+        producer.produce(run.topology.topics.touchpoints.name, value=line)
+        producer.poll(0)
+        time.sleep(pause_s)
+    assert producer.flush(30) == 0
