@@ -6,7 +6,7 @@ else is counted as `other`. Never a person, a phone, a guide: those are unbounde
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 KNOWN_EVENT_TYPES = frozenset(
     {
@@ -65,6 +65,17 @@ class Metrics:
         self.dlq_repeats_skipped = Counter(
             "stream_app_dlq_repeats_skipped_total",
             "Invalid inputs read again after a restart that were already on the DLQ",
+            registry=r,
+        )
+        self.dedupe_event_ids = Gauge(
+            "stream_app_dedupe_event_ids",
+            "Event ids the de-duplicator remembers on this worker, as counted by its last expiry "
+            "pass (bounded by dedupe.retention)",
+            registry=r,
+        )
+        self.dedupe_event_ids_expired = Counter(
+            "stream_app_dedupe_event_ids_expired_total",
+            "Event ids forgotten after dedupe.retention of event time",
             registry=r,
         )
         self.events_duplicate = Counter(

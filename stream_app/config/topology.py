@@ -95,6 +95,11 @@ class Identity(_Frozen):
         return value
 
 
+class Dedupe(_Frozen):
+    retention: Annotated[str, Field(pattern=r"^[1-9][0-9]*(ms|s|m|h|d)$")] = "7d"
+    """How long (event time) an event_id is remembered: a copy arriving later passes again."""
+
+
 def _check_types(types: Any) -> None:
     unknown = sorted(set(types) - set(IDENTIFIER_TYPES))
     if unknown:
@@ -252,6 +257,7 @@ class Topology(_Frozen):
     replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
     identifiers: Identifiers = Identifiers()
     identity: Identity = Identity()
+    dedupe: Dedupe = Dedupe()
     ingest: Ingest = Ingest()
     allowed_lateness: Annotated[str, Field(pattern=_DURATION_OR_ZERO)] = "5m"
     """Also how long events wait to be applied in event-time order; `0s`: as they arrive."""

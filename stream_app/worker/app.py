@@ -45,7 +45,13 @@ from stream_app.identity import records as identity_records
 from stream_app.identity.resolver import known_owner
 from stream_app.identity.store import BufferedIdentityStore, json_value_store
 from stream_app.ingest import Accepted, Ingestor, PiiHasher, Rejected
-from stream_app.ingest.dedupe import is_first_delivery, position
+from stream_app.ingest.dedupe import (
+    EventIdExpiry,
+    is_first_delivery,
+    position,
+    recorded_position,
+    remembered,
+)
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
@@ -65,6 +71,8 @@ WATERMARK_INTERVAL_S = 1.0
 """How often ingest announces its input partitions' event time."""
 IDLE_AFTER_MS = 10_000
 """Wall-clock quiet time after which an input partition read to its end follows the wall clock."""
+SWEEP_INTERVAL_MS = 1_000
+"""How often, at most, each de-duplication partition walks on through its keys to expire them."""
 HEARTBEAT_MS = 5_000
 """An unchanged watermark is repeated this often, for stages that restarted and forgot it."""
 
@@ -144,8 +152,12 @@ class Pipeline:
             "event-ids",
             partitions=internal.events_by_id.partitions,
             key_type=str,
-            value_type=str,
-            help="event_id -> position of the record that first carried it",
+            help="event_id -> [position of the record that first carried it, event time]; "
+            "bounded by dedupe.retention of event time",
+        )
+        self._swept_at: dict[int, int] = {}
+        self.dedupe_expiry = EventIdExpiry(
+            self._scan_event_ids, self._forget_event_id, duration_ms(topology.dedupe.retention)
         )
         self.dlq_ledger = DlqLedger(
             self.app.Table(
@@ -244,6 +256,7 @@ class Pipeline:
 
     async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
         self.dlq_ledger.forget_catch_up()
+        self.dedupe_expiry.forget_cursors()
 
     def _topic(self, spec: TopicSpec) -> faust.TopicT:
         if spec.name not in self._topics:
@@ -311,17 +324,46 @@ class Pipeline:
                 continue
             event_id = message.key.decode()
             here = position(message.partition, message.offset)
-            if not is_first_delivery(self.seen_event_ids.get(event_id), here):
+            if not is_first_delivery(recorded_position(self.seen_event_ids.get(event_id)), here):
                 self.metrics.events_duplicate.inc()
                 continue
+            normalized = orjson.loads(event.value)
             # Send before remembering: a crash in between re-sends (at-least-once), never loses.
-            await self._to_identity(message.key, event.value)
-            self.seen_event_ids[event_id] = here
+            await self._to_identity(message.key, event.value, normalized)
+            self.seen_event_ids[event_id] = remembered(here, int(normalized["event_time_ms"]))
+            self.dedupe_expiry.added(message.partition)
             self.metrics.events_out.inc()
 
-    async def _to_identity(self, key: bytes, value: bytes) -> None:
+    def _scan_event_ids(self, partition: int, after: Any, limit: int) -> list[tuple[Any, Any]]:
+        """Up to `limit` of the partition's remembered event ids after `after`, from its RocksDB."""
+        store = self.seen_event_ids.data
+        db = store._db_for_partition(partition)  # Faust's store keeps one RocksDB per partition
+        start = None if after is None else store._encode_key(after)
+        found: list[tuple[Any, Any]] = []
+        for raw_key, raw_value in db.items(from_key=start):
+            if raw_key == store.offset_key or raw_key == start:
+                continue
+            found.append((store._decode_key(raw_key), store._decode_value(raw_value)))
+            if len(found) == limit:
+                break
+        return found
+
+    def _forget_event_id(self, event_id: Any) -> None:
+        del self.seen_event_ids[event_id]
+        self.metrics.dedupe_event_ids_expired.inc()
+
+    def _sweep_event_ids(self, partition: int, watermark_ms: int) -> None:
+        """Within a record of `partition` (Faust writes the deletions to that changelog partition);
+        at most once a second per partition, however many writers send it watermarks."""
+        wall = self._now_ms()
+        if wall - self._swept_at.get(partition, 0) < SWEEP_INTERVAL_MS:
+            return
+        self._swept_at[partition] = wall
+        self.dedupe_expiry.sweep(partition, watermark_ms)
+        self.metrics.dedupe_event_ids.set(sum(self.dedupe_expiry.sizes.values()))
+
+    async def _to_identity(self, key: bytes, value: bytes, event: dict[str, Any]) -> None:
         """Resolve here when the replica already knows the answer; otherwise ask the linker."""
-        event = orjson.loads(value)
         one_id = known_owner(self.replica.get, identity_records.event_keys(event))
         if one_id is None:
             await self.linker.send(key=key, value=value)
@@ -416,6 +458,8 @@ class Pipeline:
         if stage == "people":
             await self.people.advance(partition, now)
         else:
+            if stage == "dedupe":
+                self._sweep_event_ids(partition, now)
             # Never passed on as idle: a stage whose inputs were idle may be busy with records
             # behind them by the time others hear of it. Only an input partition can be idle.
             await self._pass_on(stage, Watermark(f"{stage}:{partition}", now))

@@ -1,4 +1,4 @@
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app.control import (
@@ -11,7 +11,7 @@ from stream_app.control import (
     is_control,
     source_watermark,
 )
-from stream_app.ingest.dedupe import is_first_delivery, position
+from stream_app.ingest.dedupe import EventIdExpiry, is_first_delivery, position, remembered
 
 
 @given(st.integers(1, 12), st.data())
@@ -90,3 +90,30 @@ def test_control_records_decode_to_what_was_sent():
     mark = Watermark("dedupe:3", 123, idle=True)
     marker = Marker("r1", True, from_partition=2, sources=8, stage="people")
     assert decode_control(mark.encode()) == mark and decode_control(marker.encode()) == marker
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=40), st.integers(1, 50))
+def test_expiry_forgets_only_what_is_past_the_retention_and_keeps_up_with_inserts(bursts, retention):
+    """Bursts of inserts (one tick each, event time one step a tick): an id within the retention
+    is never forgotten, and the table holds at most about twice the ids within the retention (one
+    pass behind the expiries at worst)."""
+    table: dict[str, list] = {}
+
+    def scan(partition, after, limit):
+        keys = sorted(k for k in table if after is None or k > after)[:limit]
+        return [(k, table[k]) for k in keys]
+
+    expiry = EventIdExpiry(scan, table.__delitem__, retention_ms=retention, min_batch=8)
+    serial = 0
+    for tick, burst in enumerate(bursts):
+        for _ in range(burst):
+            table[f"e{serial:06d}"] = remembered(f"0:{serial}", tick)
+            expiry.added(0)
+            serial += 1
+        expiry.sweep(0, watermark_ms=tick)
+        within = sum(1 for _, t in table.values() if t >= tick - retention)
+        lost = sum(bursts[max(0, tick - retention) : tick + 1]) - within
+        assert lost == 0, "an id within the retention was forgotten"
+        recent = sum(bursts[max(0, tick - retention - 1) : tick + 1])
+        assert len(table) <= 2 * recent + 2 * 8, "the sweep fell behind the inserts"
