@@ -490,7 +490,7 @@ class _Names:
         if field == "" or field.isdigit():
             return f"placeholder {shown!r}: positional placeholders are not filled; name a tag or event field"
         if "[" in field or "." in field:
-            return f"placeholder {shown!r}: only plain names are filled (a missing key would stop the worker)"
+            return f"placeholder {shown!r}: only plain names are filled (a missing key would raise)"
         if conversion not in (None, "r", "s", "a"):
             return f"placeholder {shown!r}: unknown conversion '!{conversion}' (known: !r, !s, !a)"
         samples = self._samples(field)
