@@ -40,13 +40,22 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+TOPOLOGY_REFUSED = 2
+"""Exit code of every command given a topology file that does not validate."""
+
+
+def _refuse(exc: TopologyError) -> typer.Exit:
+    for problem in exc.problems:  # one line each, however wide: `file: place: reason`, for grep
+        console.print(f"[red]error[/red] {problem}", highlight=False, soft_wrap=True)
+    return typer.Exit(TOPOLOGY_REFUSED)
+
+
 def _topology(settings: Settings) -> Topology:
+    """The validated topology, or the problems printed and exit 2 (a worker does not start)."""
     try:
         return load_topology(settings.topology)
     except TopologyError as exc:
-        for problem in exc.problems:
-            console.print(f"[red]error[/red] {problem}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _refuse(exc) from None
 
 
 def _need_broker(settings: Settings) -> str:
@@ -184,9 +193,10 @@ def worker(broker: BrokerOpt = None, topology: TopologyOpt = None) -> None:
     from stream_app.worker.run import run_worker
 
     settings = _settings(broker=broker, topology=topology)
+    topo = _topology(settings)
     _need_broker(settings)
     logging.basicConfig(level=settings.log_level.upper())
-    run_worker(settings, _topology(settings))
+    run_worker(settings, topo)
 
 
 @app.command()
@@ -341,13 +351,11 @@ def _get_json(url: str) -> Any:
 
 @app.command()
 def validate(file: Annotated[Path, typer.Argument()] = Path("topology.yaml")) -> None:
-    """Check a topology file; exit 1 with file, place and reason for each problem."""
+    """Check a topology file; exit 2 with file, place and reason for each problem."""
     try:
         topo = load_topology(file)
     except TopologyError as exc:
-        for problem in exc.problems:
-            console.print(f"[red]error[/red] {problem}", highlight=False)
-        raise typer.Exit(1) from None
+        raise _refuse(exc) from None
     console.print(f"[green]ok[/green] {file}: {len(topo.all_topics())} topics")
 
 

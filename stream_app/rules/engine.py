@@ -50,9 +50,50 @@ def _get(event: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+CONDITION_NAMES = ("before", "event", "properties", "gap_days")
+"""What a rule's `if` reads besides the tags after the event (`condition_context`)."""
+
+TRIGGER_FIELDS = (
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "event_time_ms",
+    "ingested_at_ms",
+    "channel",
+    "store_id",
+    "guide_id",
+    "properties",
+)
+"""What an action keeps of the event that caused it; a guide alert's message reads these."""
+
+
+def condition_context(
+    event: Mapping[str, Any], before: Mapping[str, Any], after: Mapping[str, Any], gap_days: float | None
+) -> dict[str, Any]:
+    """The names a rule condition reads: the tags after the event and `CONDITION_NAMES`.
+
+    Absence rules read the same: their condition is evaluated when the event opens the window.
+    """
+    return {
+        **after,
+        "before": dict(before),
+        "event": dict(event),
+        "properties": dict(event.get("properties") or {}),
+        "gap_days": gap_days,
+    }
+
+
 class _Defaulting(dict):  # type: ignore[type-arg]
     def __missing__(self, key: str) -> str:
         return "?"
+
+
+def message_values(tags: Mapping[str, Any], trigger: Mapping[str, Any]) -> dict[str, Any]:
+    """What fills a guide alert's `{placeholders}`: tags, then trigger fields, then its properties.
+
+    A name none of them has prints `?` (validation at load refuses such a name).
+    """
+    return _Defaulting({**tags, **trigger, **(trigger.get("properties") or {})})
 
 
 @dataclass(frozen=True)
@@ -130,13 +171,7 @@ class RuleEngine:
             seen = [x for x in state["awaited"].get(event["event_type"], []) if x > t - self.awaited_ms]
             state["awaited"][event["event_type"]] = sorted({*seen, t})[-AWAITED_KEPT:]
         outcomes: list[Outcome] = []
-        context = {
-            **after,
-            "before": dict(before),
-            "event": dict(event),
-            "properties": dict(event.get("properties") or {}),
-            "gap_days": gap_days,
-        }
+        context = condition_context(event, before, after, gap_days)
         for rule in self.rules:
             w = rule.spec.when
             if w.event_type is not None and event["event_type"] not in w.event_type:
@@ -274,7 +309,7 @@ class RuleEngine:
                 break
         if not guide:
             return Outcome(rule.name, key, kind, trigger, at_ms, suppressed="no_recipient")
-        values = _Defaulting({**tags, **trigger, **(trigger.get("properties") or {})})
+        values = message_values(tags, trigger)
         fields = {
             "guide_id": guide,
             "store_id": store_id,
@@ -341,17 +376,7 @@ def _holds(rule: rule_engine.Rule, context: Mapping[str, Any]) -> bool:
 
 def _trigger(event: Mapping[str, Any]) -> dict[str, Any]:
     """What an action needs to remember of the event that caused it."""
-    keep = (
-        "event_id",
-        "event_type",
-        "occurred_at",
-        "event_time_ms",
-        "ingested_at_ms",
-        "channel",
-        "store_id",
-        "guide_id",
-    )
-    trigger = {k: event[k] for k in keep if k in event}
+    trigger = {k: event[k] for k in TRIGGER_FIELDS if k != "properties" and k in event}
     trigger["properties"] = dict(event.get("properties") or {})
     return trigger
 
@@ -369,4 +394,13 @@ def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["Outcome", "RuleEngine", "action_key", "empty_state"]
+__all__ = [
+    "CONDITION_NAMES",
+    "TRIGGER_FIELDS",
+    "Outcome",
+    "RuleEngine",
+    "action_key",
+    "condition_context",
+    "empty_state",
+    "message_values",
+]

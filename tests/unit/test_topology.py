@@ -93,7 +93,7 @@ def test_cli_validate_exit_codes(tmp_path):
     data = _default()
     data["replication_factor"] = "three"
     bad = runner.invoke(app, ["validate", str(_write(tmp_path, data))])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "replication_factor" in bad.output
 
 
@@ -107,3 +107,58 @@ def test_allowed_lateness_may_be_zero_but_needs_a_unit(tmp_path, lateness, ok):
     else:
         with pytest.raises(TopologyError, match=r"allowed_lateness: String should match pattern"):
             load_topology(path)
+
+
+def _broken_rules(tmp_path: Path) -> Path:
+    """The default topology with the four broken rules of issue 8 (defect 9)."""
+    data = _default()
+    rules = data["rules"]
+    rules["vip_store_visit"]["if"] = "vipp"
+    rules["browse_interest"]["if"] = "views_24hh[properties['category']] == 3"
+    rules["browse_interest"]["guide_alert"]["message"] = "客户 24 小时内第 3 次浏览 {categoryy}"
+    rules["winback"]["if"] = "gap_days != null and gap_days >= 60 and before['order_countt'] >= 1"
+    return _write(tmp_path, data)
+
+
+def _refused(result, path: Path) -> list[str]:
+    """The problem lines of a refused topology: exit 2, one `error file: place: reason` line each."""
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert all(line.startswith(f"error {path}: ") for line in lines), lines
+    return [line.removeprefix(f"error {path}: ") for line in lines]
+
+
+BROKEN_PLACES = [
+    "rules.vip_store_visit.if: unknown tag 'vipp' (did you mean 'vip'? known: bound_guide_id,",
+    "rules.browse_interest.if: unknown tag 'views_24hh' (did you mean 'views_24h'? known: ",
+    "rules.browse_interest.guide_alert.message: unknown placeholder '{categoryy}' (did you mean 'category'?",
+    "rules.winback.if: before['order_countt']: unknown tag 'order_countt' (did you mean 'order_count'?",
+]
+
+
+def test_cli_validate_refuses_broken_rules_with_exit_2_and_one_line_each(tmp_path):
+    path = _broken_rules(tmp_path)
+    problems = _refused(CliRunner().invoke(app, ["validate", str(path)]), path)
+    assert len(problems) == len(BROKEN_PLACES), problems
+    for problem, start in zip(sorted(problems), sorted(BROKEN_PLACES), strict=True):  # dumped sorted
+        assert problem.startswith(start), problem
+
+
+def test_a_worker_refuses_to_start_on_broken_rules(tmp_path, monkeypatch):
+    """The `worker` command loads its topology through `load_topology` before Faust starts."""
+    import stream_app.worker.run
+
+    started: list[object] = []
+    monkeypatch.setattr(stream_app.worker.run, "run_worker", lambda settings, topo: started.append(topo))
+    monkeypatch.setattr("logging.basicConfig", lambda **kwargs: None)
+    path = _broken_rules(tmp_path)
+    worker = ["worker", "--broker", "kafka://127.0.0.1:9", "--topology"]
+    problems = _refused(CliRunner().invoke(app, [*worker, str(path)]), path)
+    assert started == []
+    assert sorted(p[:40] for p in problems) == sorted(p[:40] for p in BROKEN_PLACES)
+    # the same command with a good file gets as far as starting the worker (here: the stand-in)
+    ok = CliRunner().invoke(app, [*worker, str(REPO / "topology.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert len(started) == 1
