@@ -162,8 +162,10 @@ def source_watermark(
     `idle_after_ms` of wall clock, a partition's time moves on with the wall clock instead, so a
     live cart abandonment fires even if nobody else comes. A partition with records still to read
     never moves on by the clock, however long it has been quiet (a busy worker must not let event
-    time run past its backlog); one with nothing read since start is *idle*, left out of the
-    minimum, if it is empty, and holds everything back at 0 if it is not.
+    time run past its backlog). One with nothing read since start (`seen_at_ms`: since when this
+    worker has known it) holds everything back at 0 until it has been empty for `idle_after_ms`,
+    then is *idle*, left out of the minimum (as Flink's `withIdleness`): a partition that merely
+    has not had its first record yet must not let the others' event time run past it.
 
     >>> source_watermark(10_000, 0, wall_ms=1_000, lateness_ms=300, idle_after_ms=5_000, caught_up=True)
     Watermark(writer='', t=9700, idle=False)
@@ -172,9 +174,9 @@ def source_watermark(
     >>> source_watermark(10_000, 0, wall_ms=6_000, lateness_ms=300, idle_after_ms=5_000, caught_up=False)
     Watermark(writer='', t=9700, idle=False)
     """
-    if newest_ms is None:
-        return Watermark("", 0, idle=caught_up)
     quiet = wall_ms - seen_at_ms
+    if newest_ms is None:
+        return Watermark("", 0, idle=caught_up and quiet >= idle_after_ms)
     if caught_up and quiet >= idle_after_ms:
         return Watermark("", newest_ms + quiet - lateness_ms)
     return Watermark("", newest_ms - lateness_ms)

@@ -218,6 +218,8 @@ class Pipeline:
         self.lateness_ms = duration_ms(topology.allowed_lateness)
         self._newest: dict[int, tuple[int, int]] = {}
         """Input partition -> (newest event time ingested, wall clock then)."""
+        self._known_since: dict[int, int] = {}
+        """Input partition -> wall clock when this worker first announced it."""
         self._read_to: dict[int, int] = {}
         """Input partition -> offset of the last record ingest took up."""
         writers = {
@@ -433,7 +435,9 @@ class Pipeline:
         name = self.topology.topics.touchpoints.name
         mine = sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == name)
         for partition in mine:
-            newest, seen_at = self._newest.get(partition, (None, 0))
+            # Never read here: quiet since this worker first announced it.
+            never_read = (None, self._known_since.setdefault(partition, self._now_ms()))
+            newest, seen_at = self._newest.get(partition, never_read)
             caught_up = self._read_to_end(TP(name, partition))
             mark = source_watermark(
                 newest, seen_at, self._now_ms(), self.lateness_ms, IDLE_AFTER_MS, caught_up

@@ -7,7 +7,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.io.kafka import iter_topics
@@ -93,3 +93,17 @@ def metric(port: int, name: str, **labels: str) -> float:
         for s in family.samples
         if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def produce_paced(bootstrap: str, topic: str, lines: list[bytes], per_second: float) -> None:
+    """Produce `lines` at a steady rate, as a live feed would (each delivered before the end)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    start = time.monotonic()
+    for n, line in enumerate(lines):
+        producer.produce(topic, value=line)
+        producer.poll(0)
+        pause = start + (n + 1) / per_second - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+    remaining = producer.flush(30)
+    assert remaining == 0, f"{remaining} events undelivered"

@@ -76,9 +76,11 @@ def test_input_partitions_announce_their_progress_and_follow_the_clock_when_quie
     assert source_watermark(10_000, 1_000, 5_000, 300, 1_000, caught_up=True) == Watermark("", 13_700)
 
 
-def test_only_an_empty_partition_nobody_has_written_to_is_left_out():
+def test_only_a_partition_empty_for_the_idle_time_is_left_out():
     assert source_watermark(None, 0, 5_000, 300, 1_000, caught_up=True) == Watermark("", 0, idle=True)
     assert source_watermark(None, 0, 5_000, 300, 1_000, caught_up=False) == Watermark("", 0)
+    # Known for less than the idle time: it may be about to get its first record; hold back.
+    assert source_watermark(None, 4_500, 5_000, 300, 1_000, caught_up=True) == Watermark("", 0)
 
 
 def test_a_partition_with_records_to_read_does_not_follow_the_clock():
