@@ -278,8 +278,9 @@ class Topology(_Frozen):
             ("dedupe", i.events_by_id),
             ("link", i.linker),
             ("people", i.person_events),
-            # The person stage sends merged people's state between its own partitions: a second
-            # round of markers on the same topic settles those before a bounded run is done.
+            # The person stage sends merged people's state between its own partitions: rounds of
+            # markers on the same topic settle those, as many as the longest chain of hand-ons
+            # needs (the runner sends them; see LocalRun.finish_input).
             ("people-settle", i.person_events),
         ]
 
