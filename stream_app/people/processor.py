@@ -46,6 +46,8 @@ actions_suppressed."""
 DAY_MS = 86_400_000
 RECENT_ACTIONS = 20
 END_OF_TIME = 2**62
+LATE = "late_behind_watermark_ms"
+"""Set on a late event while it is applied: the watermark it arrived behind."""
 
 
 def _iso(ms: int) -> str:
@@ -140,11 +142,12 @@ class PersonProcessor:
         t = int(event["event_time_ms"])
         self._newest[partition] = max(t, self._newest.get(partition, t))
         watermark = self.now_ms(partition)
-        if t < watermark:
-            self.metrics.tags_late_events.inc()
         stored = self._load(one_id)
         if any(h["event_id"] == event["event_id"] for h in stored["held"]):
             return  # a replay of an event still held
+        if t < watermark:
+            self.metrics.tags_late_events.inc()
+            event = {**event, LATE: watermark}  # applied at once; rules see where time stands
         stored = {**stored, "held": sorted([*stored["held"], event], key=_order)}
         self._advance(one_id, stored, partition, watermark, out)  # a late event goes at once
 
@@ -189,7 +192,9 @@ class PersonProcessor:
             out.append(("profile_updates", one_id, update))
         before, after = self.engine.read(previous, now), self.engine.read(tags, now)
         gap_days = None if last is None else (t - last) / DAY_MS
-        rules, outcomes = self.rules.on_event(stored["rules"], event, before, after, gap_days)
+        rules, outcomes = self.rules.on_event(
+            stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE)
+        )
         return self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
 
     def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:

@@ -156,8 +156,13 @@ class RuleEngine:
         before: Mapping[str, Any],
         after: Mapping[str, Any],
         gap_days: float | None,
+        closed_ms: int | None = None,
     ) -> tuple[dict[str, Any], list[Outcome]]:
-        """Rules triggered by `event`; `before`/`after` are the person's tags around it."""
+        """Rules triggered by `event`; `before`/`after` are the person's tags around it.
+
+        `closed_ms`: for a late event, where event time already stands. An absence window that
+        would have closed before it is never opened (it would fire at once, for a cause long
+        gone): it is recorded as suppressed, reason `late`."""
         state = _copy(state)
         t = int(event["event_time_ms"])
         for pending in state["pending"]:  # an awaited event closes its absence window
@@ -186,7 +191,9 @@ class RuleEngine:
                     p["trigger"]["event_id"] == trigger["event_id"] and p["rule"] == rule.name
                     for p in state["pending"]
                 )
-                if not known:
+                if not known and closed_ms is not None and t + rule.within_ms <= closed_ms:
+                    outcomes.extend(self._late(state, rule, trigger, t))
+                elif not known:
                     deadline = t + rule.within_ms
                     already = state["awaited"].get(rule.spec.absent.event_type, [])
                     state["pending"].append(
@@ -268,6 +275,16 @@ class RuleEngine:
         }
 
     # -- deciding one action -----------------------------------------------------------------
+
+    def _late(self, state: dict[str, Any], rule: _Rule, trigger: dict[str, Any], at_ms: int) -> list[Outcome]:
+        """A window too late to open, recorded once as suppressed (its key decided, like any)."""
+        sub_key = str(_get(trigger, rule.spec.limit.by) or "") if rule.spec.limit.by else ""
+        key = action_key(rule.name, trigger["event_id"], sub_key)
+        if key in state["keys"]:
+            return []
+        state["keys"] = (state["keys"] + [key])[-KEYS_KEPT:]
+        kind = "coupon" if rule.spec.coupon else "guide_alert"
+        return [Outcome(rule.name, key, kind, trigger, at_ms, suppressed="late")]
 
     def _rule(self, name: str) -> _Rule:
         return next(r for r in self.rules if r.name == name)

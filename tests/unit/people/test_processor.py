@@ -100,6 +100,30 @@ def test_a_late_event_is_applied_at_once_and_counted():
     assert proc.metrics.tags_late_events._value.get() == 1
 
 
+def suppressed(emits) -> list[tuple[str, str, str]]:
+    return [(v["rule"], v["trigger_event_id"], v["reason"]) for o, _, v in emits if o == "actions_suppressed"]
+
+
+def test_a_far_past_event_counts_in_tags_but_opens_no_window_that_has_closed():
+    """A cart from last year arriving today: its 30-minute window closed long ago. It must not
+    fire a coupon now; it is recorded as suppressed (late), and its amount still counts."""
+    proc = processor()
+    proc.advance(0, T + 400 * DAY)
+    out = feed(proc, [event("old-cart", "p1", "add_to_cart", T, properties={"amount": 12})])
+    out += proc.advance(0, T + 401 * DAY)
+    assert actions(out) == []
+    assert suppressed(out) == [("cart_abandon", "old-cart", "late")]
+    assert proc.metrics.tags_late_events._value.get() == 1
+
+
+def test_a_late_event_whose_window_is_still_open_waits_for_its_deadline():
+    proc = processor()
+    proc.advance(0, T + 10 * MIN)
+    out = feed(proc, [event("cart", "p1", "add_to_cart", T)])  # 10 min late, window open to 30 min
+    assert actions(out) == [] and suppressed(out) == []
+    assert actions(proc.advance(0, T + 31 * MIN)) == [("cart_abandon", "cart")]
+
+
 def test_held_events_move_with_a_merge():
     proc = processor()
     feed(proc, [event("reg", "p2", "member_register", T)], partition=1)
