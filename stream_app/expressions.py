@@ -88,6 +88,19 @@ def _builtin_problems(rule: rule_engine.Rule) -> Iterator[str]:
             yield f"unknown built-in symbol ${node.name} (known: {known})"
 
 
+def symbols(rule: rule_engine.Rule) -> set[str]:
+    """Names (not built-ins) an expression reads, wherever they stand (keys of items included).
+
+    >>> sorted(symbols(compile_expression("views_24h[catx] > 1 and vip")))
+    ['catx', 'views_24h', 'vip']
+    """
+    return {
+        node.name
+        for node in _walk(rule.statement.expression)
+        if isinstance(node, SymbolExpression) and node.scope is None
+    }
+
+
 def _walk(node: ExpressionBase) -> Iterator[ExpressionBase]:
     yield node
     for child in _children(node):

@@ -311,21 +311,21 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
         raise TopologyError(
             [f"{source}: {_location(err['loc'])}: {err['msg']}" for err in exc.errors()]
         ) from None
+    from stream_app.config.rule_names import rule_problems
     from stream_app.tags.engine import TagEngine, TagError  # the tag compiler checks expressions
 
+    problems: list[str] = []
     try:
         TagEngine.from_specs(topology.tags)
     except TagError as exc:
-        raise TopologyError([f"{source}: {problem}" for problem in exc.problems]) from None
-    from stream_app.config.rule_names import rule_problems
-
-    problems = [f"{source}: {problem}" for problem in rule_problems(topology)]
-    if problems:
-        raise TopologyError(problems)
+        problems += exc.problems
+    problems += rule_problems(topology)  # every problem at once, tags' and rules' alike
     names = [spec.name for spec in topology.all_topics()]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise TopologyError([f"{source}: topics: topic name(s) used twice: {duplicated}"])
+        problems.append(f"topics: topic name(s) used twice: {duplicated}")
+    if problems:
+        raise TopologyError([f"{source}: {problem}" for problem in problems])
     return topology
 
 

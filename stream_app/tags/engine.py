@@ -22,7 +22,7 @@ from typing import Any
 import rule_engine
 
 from stream_app.config.topology import TagSpec, When, duration_ms
-from stream_app.expressions import compile_expression
+from stream_app.expressions import compile_expression, symbols
 from stream_app.tags.kinds import Kind
 
 RECENT_EVENTS = 64
@@ -106,7 +106,7 @@ class TagEngine:
             except rule_engine.errors.EngineError as exc:
                 problems.append(f"tags.{name}.expr: {type(exc).__name__}: {exc.message}")
                 continue
-            used = {sym for sym in _symbols(rule)}
+            used = symbols(rule)
             unknown = sorted(used - names)
             if unknown:
                 problems.append(f"tags.{name}.expr: unknown name(s) {unknown}")
@@ -192,25 +192,3 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_CHILDREN = ("left", "right", "expression", "condition", "case_true", "case_false", "container", "member")
-
-
-def _symbols(rule: rule_engine.Rule) -> set[str]:
-    """Names an expression reads (rule-engine keeps them on its parsed statement)."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, rule_engine.ast.SymbolExpression):
-            found.add(node.name)
-        for attr in _CHILDREN:
-            child = getattr(node, attr, None)
-            if child is not None and child is not node:
-                walk(child)
-        for attr in ("value",):
-            child = getattr(node, attr, None)
-            if isinstance(child, list | tuple):
-                for item in child:
-                    walk(item)
-
-    walk(rule.statement.expression)
-    return found

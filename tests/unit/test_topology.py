@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from stream_app.cli import app
 from stream_app.config import TopologyError, load_topology
+from stream_app.config.topology import parse_topology
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -162,3 +163,13 @@ def test_a_worker_refuses_to_start_on_broken_rules(tmp_path, monkeypatch):
     ok = CliRunner().invoke(app, [*worker, str(REPO / "topology.yaml")])
     assert ok.exit_code == 0, ok.output
     assert len(started) == 1
+
+
+def test_tag_and_rule_problems_are_reported_together():
+    data = yaml.safe_load((REPO / "topology.yaml").read_text())
+    data["tags"]["hot"] = {"kind": "derived", "expr": "vipp"}
+    data["rules"]["welcome"]["if"] = "order_countt == 0"
+    with pytest.raises(TopologyError) as failure:
+        parse_topology(data, "t.yaml")
+    places = [problem.split(": ")[1] for problem in failure.value.problems]
+    assert "tags.hot.expr" in places and "rules.welcome.if" in places

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app.config import TopologyError, load_topology
-from stream_app.config.topology import parse_topology
-from stream_app.tags.engine import TagEngine
+from stream_app.config.topology import TagSpec, parse_topology
+from stream_app.tags.engine import TagEngine, TagError
 from tests.unit.test_topology import REPO
 
 ENGINE = TagEngine.from_specs(load_topology(REPO / "topology.yaml").tags)
@@ -175,3 +175,12 @@ def test_merged_fragments_equal_a_recomputation(raw, fragments, rnd):
     now = max(e["event_time_ms"] for e in events)
     in_order = sorted(events, key=lambda e: e["event_time_ms"])
     assert ENGINE.read(merged, now) == ENGINE.read(fold(in_order), now)
+
+
+def test_a_derived_tag_reading_an_unknown_name_as_a_key_is_refused():
+    specs = {
+        "views_24h": TagSpec(kind="window_count", window="24h", by="properties.category"),
+        "hot": TagSpec(kind="derived", expr="views_24h[catx] > 1"),
+    }
+    with pytest.raises(TagError, match=r"tags.hot.expr: unknown name\(s\) \['catx'\]"):
+        TagEngine.from_specs(specs)
