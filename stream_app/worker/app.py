@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import faust
@@ -62,6 +63,7 @@ from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
+from stream_app.worker.table_scan import scan_partition
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +159,9 @@ class Pipeline:
         )
         self._swept_at: dict[int, int] = {}
         self.dedupe_expiry = EventIdExpiry(
-            self._scan_event_ids, self._forget_event_id, duration_ms(topology.dedupe.retention)
+            partial(scan_partition, self.seen_event_ids),
+            self._forget_event_id,
+            duration_ms(topology.dedupe.retention),
         )
         self.dlq_ledger = DlqLedger(
             self.app.Table(
@@ -335,20 +339,6 @@ class Pipeline:
             self.seen_event_ids[event_id] = remembered(here, int(normalized["event_time_ms"]))
             self.dedupe_expiry.added(message.partition)
             self.metrics.events_out.inc()
-
-    def _scan_event_ids(self, partition: int, after: Any, limit: int) -> list[tuple[Any, Any]]:
-        """Up to `limit` of the partition's remembered event ids after `after`, from its RocksDB."""
-        store = self.seen_event_ids.data
-        db = store._db_for_partition(partition)  # Faust's store keeps one RocksDB per partition
-        start = None if after is None else store._encode_key(after)
-        found: list[tuple[Any, Any]] = []
-        for raw_key, raw_value in db.items(from_key=start):
-            if raw_key == store.offset_key or raw_key == start:
-                continue
-            found.append((store._decode_key(raw_key), store._decode_value(raw_value)))
-            if len(found) == limit:
-                break
-        return found
 
     def _forget_event_id(self, event_id: Any) -> None:
         del self.seen_event_ids[event_id]
