@@ -6,7 +6,7 @@ else is counted as `other`. Never a person, a phone, a guide: those are unbounde
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 KNOWN_EVENT_TYPES = frozenset(
     {
@@ -135,6 +135,18 @@ class Metrics:
             "stream_app_ingest_seconds",
             "Time to validate and normalise one message",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=r,
+        )
+
+        self.broker_up = Gauge(
+            "stream_app_broker_up", "1 while the broker answers the worker's probes, 0 while not", registry=r
+        )
+        self.broker_outages = Counter(
+            "stream_app_broker_outages_total", "Times the broker became unreachable", registry=r
+        )
+        self.broker_client_errors = Counter(
+            "stream_app_broker_client_errors_total",
+            "Kafka client warnings and errors held back from the log (summarised there instead)",
             registry=r,
         )
 
