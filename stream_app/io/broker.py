@@ -41,30 +41,39 @@ def tansu_binary() -> str:
 
 
 class EmbeddedBroker:
-    def __init__(self, log_path: Path, port: int | None = None, host: str = "127.0.0.1"):
+    """`advertised_port`: where clients are told to connect, if not `port` (tests put a proxy there)."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        advertised_port: int | None = None,
+    ):
         self.host = host
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """Where clients connect (the advertised address)."""
+        return f"{self.host}:{self.advertised_port}"
 
     @property
     def url(self) -> str:
         return f"{EMBEDDED_SCHEME}://{self.bootstrap}"
 
     def start(self, timeout: float = 20.0) -> EmbeddedBroker:
-        listener = f"tcp://{self.bootstrap}"
         self._process = spawn(
             [
                 tansu_binary(),
                 "broker",
                 "--listener-url",
-                listener,
+                f"tcp://{self.host}:{self.port}",
                 "--advertised-listener-url",
-                listener,
+                f"tcp://{self.bootstrap}",
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -79,7 +88,7 @@ class EmbeddedBroker:
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": f"{self.host}:{self.port}", "log_level": 0})
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
                 raise BrokerError(
