@@ -198,7 +198,8 @@ class BrokerMonitor:
             self.observe(identity, time.monotonic())
             self._poked = False
             self._wake.clear()
-            pause = PROBE_EVERY_S if self.up else PROBE_EVERY_DOWN_S
+            # Quick while the broker is away, or when a second look must confirm it lost our data.
+            pause = PROBE_EVERY_S if self.up and not self._lost_streak else PROBE_EVERY_DOWN_S
             with contextlib.suppress(TimeoutError):  # the usual way round: nothing poked us
                 await asyncio.wait_for(self._wake.wait(), timeout=pause)
 
