@@ -28,8 +28,9 @@ REMIND_EVERY_S = 30.0
 """At most one line per this many seconds about the same outage or the same client noise."""
 EXIT_BROKER_DATA_LOST = 3
 """Exit code of a worker that stopped because the broker lost the data its local state came from."""
-CLIENT_LOGGERS = ("aiokafka", "faust.transport")
-"""Loggers of the Kafka client layer, whose warnings and errors `ClientLogGate` summarises."""
+CLIENT_LOGGERS = ("aiokafka",)
+"""Loggers of the Kafka client, whose warnings and errors `ClientLogGate` summarises: the flood of
+an outage is all aiokafka's; Faust's own warnings stay in the log as they are."""
 _NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the all-zero UUID a broker without topic ids answers
 
 

@@ -97,9 +97,9 @@ def test_the_gate_holds_back_client_warnings_and_lets_everything_else_through():
     gate = ClientLogGate(held.append)
     assert not gate.filter(_record("aiokafka.conn", logging.ERROR, "Unable connect"))
     assert not gate.filter(_record("aiokafka", logging.WARNING))
-    assert not gate.filter(_record("faust.transport.drivers.aiokafka", logging.WARNING))
+    assert gate.filter(_record("faust.transport.drivers.aiokafka", logging.WARNING))
     assert gate.filter(_record("aiokafka.consumer", logging.INFO))
     assert gate.filter(_record("aiokafkaish", logging.ERROR))
     assert gate.filter(_record("stream_app.worker", logging.ERROR))
     assert gate.filter(_record("faust.tables", logging.ERROR))
-    assert held == ["Unable connect", "msg", "msg"]
+    assert held == ["Unable connect", "msg"]
