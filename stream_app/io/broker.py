@@ -128,7 +128,12 @@ class EmbeddedBroker:
 
 
 def clear_ghost_topics(
-    bootstrap: str, topics: Mapping[str, int], claim_topic: str, timeout: float = 10.0
+    bootstrap: str,
+    written: Mapping[str, int],
+    claim_topic: str,
+    inputs: Mapping[str, int] | None = None,
+    group: str | None = None,
+    timeout: float = 10.0,
 ) -> list[str]:
     """WORKAROUND for a Tansu defect: a produce to a topic that does not exist is accepted and
     stored, and the records show up in the topic once it is created (or the topic is created by it).
@@ -136,19 +141,38 @@ def clear_ghost_topics(
     So a worker that was connected when an embedded broker restarted empty writes its retried
     batches into the new broker in the moment before it notices the loss, and its successor gets
     topics holding stale records, or offsets taken: its own produces then collide (Tansu logs
-    `AlreadyExists`, the producer gets `UnknownError`). The first worker to rebuild on this broker
-    creates and deletes `topics` (name -> partitions; those the app itself writes, never its
-    input), which removes what was stored under them, so that they start empty. "First" is decided
-    by creating `claim_topic`: whoever gets TOPIC_ALREADY_EXISTS leaves the topics to the peer that
-    claimed them. Returns the names reset. Embedded (`tansu://`) only.
+    `AlreadyExists`, the producer gets `UnknownError`). Its metadata requests may also auto-create
+    topics (with Tansu's default of 4 partitions) and its commits leave offsets in the group.
+
+    The first worker to rebuild on this broker creates and deletes the `written` topics (name ->
+    partitions; those the app itself writes), which removes what was stored under them, so that
+    they start empty; deletes an `inputs` topic only if it has another partition count than its
+    spec (auto-created: producers may have sent new events to a right one); and deletes `group`'s
+    committed offsets. "First" is decided by creating `claim_topic`: whoever gets
+    TOPIC_ALREADY_EXISTS leaves all this to the peer that claimed it. Returns the topics reset.
+    Embedded (`tansu://`) only.
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     if not _created(admin, {claim_topic: 1}, timeout):
         return []
-    names = sorted(topics)
-    _created(admin, {name: topics[name] for name in names}, timeout)
+    existing = admin.list_topics(timeout=timeout).topics
+    misshapen = [
+        name
+        for name, partitions in (inputs or {}).items()
+        if name in existing and len(existing[name].partitions) != partitions
+    ]
+    names = sorted(written) + sorted(misshapen)
+    _created(admin, {name: written[name] for name in written}, timeout)
     for future in admin.delete_topics(names, operation_timeout=timeout).values():
         future.result(timeout)
+    if group is not None:
+        for future in admin.delete_consumer_groups([group], request_timeout=timeout).values():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:  # no such group: nothing was committed
+                err = exc.args[0] if exc.args else None
+                if not (isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND):
+                    raise
     deadline = time.monotonic() + timeout
     while set(names) & set(admin.list_topics(timeout=timeout).topics):
         if time.monotonic() > deadline:

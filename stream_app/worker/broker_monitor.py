@@ -146,7 +146,8 @@ class BrokerMonitor:
         if self.embedded:
             shutil.rmtree(self.state_dir)
             self.identity_file.unlink(missing_ok=True)
-            cleared = clear_ghost_topics(self.bootstrap, self.topics.written, self.topics.claim)
+            t = self.topics
+            cleared = clear_ghost_topics(self.bootstrap, t.written, t.claim, t.inputs, t.group)
             log.warning(
                 "local state in %s discarded because the embedded broker %s lost its data (%s); "
                 "rebuilding from scratch%s",
@@ -260,6 +261,10 @@ class WorkerTopics:
     written: dict[str, int]
     """Every topic the app writes (all but its input), with its partitions: what a rebuild on an
     emptied embedded broker resets (`stream_app.io.broker.clear_ghost_topics`)."""
+    inputs: dict[str, int]
+    """The app's input topic(s), with partitions: written by others, so never reset if well-formed."""
+    group: str
+    """The app's consumer group."""
     claim: str
     """Created by the first worker of the app to rebuild on an emptied embedded broker."""
 
@@ -276,6 +281,8 @@ class WorkerTopics:
         return cls(
             watched=sorted(inputs | set(changelogs)),
             written={**written, **changelogs},
+            inputs={source: topology.topics.touchpoints.partitions},
+            group=app.conf.id,
             claim=f"{app.conf.id}-__rebuilt-on-this-broker",
         )
 

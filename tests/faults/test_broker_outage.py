@@ -349,3 +349,20 @@ def test_tansu_takes_produces_to_a_topic_it_lacks_and_clear_ghost_topics_undoes_
         f"first produce to the new topic: {first}; Tansu no longer keeps ghosts: drop clear_ghost_topics"
     )
     assert offset_after_clear == 0
+
+
+def test_clear_ghost_topics_resets_what_the_app_writes_and_misshapen_inputs_once(tmp_path):
+    broker = EmbeddedBroker(tmp_path / "broker.log").start()
+    try:
+        specs = [TopicSpec(name="in-auto", partitions=4), TopicSpec(name="in-ok", partitions=8)]
+        specs.append(TopicSpec(name="out", partitions=8))
+        ensure_topics(broker.bootstrap, specs)
+        args = (broker.bootstrap, {"out": 8, "changelog": 2}, "claim", {"in-auto": 8, "in-ok": 8}, "grp")
+        first = clear_ghost_topics(*args)
+        left = set(read_topics_names(broker.bootstrap))
+        second = clear_ghost_topics(*args)  # a peer rebuilding later leaves it all alone
+    finally:
+        broker.stop()
+    assert sorted(first) == ["changelog", "in-auto", "out"]
+    assert left == {"claim", "in-ok"}
+    assert second == []
