@@ -154,6 +154,18 @@ class Metrics:
             registry=r,
         )
 
+        self.broker_up = Gauge(
+            "stream_app_broker_up", "1 while the broker answers the worker's probes, 0 while not", registry=r
+        )
+        self.broker_outages = Counter(
+            "stream_app_broker_outages_total", "Times the broker became unreachable", registry=r
+        )
+        self.broker_client_errors = Counter(
+            "stream_app_broker_client_errors_total",
+            "Kafka client warnings and errors held back from the log (summarised there instead)",
+            registry=r,
+        )
+
     def valid(self, event_type: str, channel: str) -> None:
         self.events_valid.labels(
             bounded(event_type, KNOWN_EVENT_TYPES), bounded(channel, KNOWN_CHANNELS)

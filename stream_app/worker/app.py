@@ -58,6 +58,7 @@ from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from stream_app.worker import faust_recovery_fix
+from stream_app.worker.broker_monitor import BrokerMonitor, WorkerTopics
 from stream_app.worker.dlq_ledger import DlqLedger
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
@@ -79,10 +80,14 @@ HEARTBEAT_MS = 5_000
 """An unchanged watermark is repeated this often, for stages that restarted and forgot it."""
 
 
+def broker_url(settings: Settings) -> str:
+    return normalize_broker_url(settings.broker or "kafka://localhost:9092")
+
+
 def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
     """Every Faust setting stream_app decides, passed explicitly (so STREAM_APP_* wins)."""
     conf: dict[str, Any] = {
-        "broker": normalize_broker_url(settings.broker or "kafka://localhost:9092"),
+        "broker": broker_url(settings),
         "store": "rocksdb://",
         "datadir": str(settings.data_dir / "state"),
         # Bind where told (loopback by default), advertise where peers can reach this worker.
@@ -255,6 +260,10 @@ class Pipeline:
         self.app.agent(self.events_by_id, name="dedupe")(self._dedupe_agent)
         self.app.agent(self.linker, name="link")(self._link_agent)
         self.app.agent(self.person_events, name="people")(self._people_agent)
+        self.broker = BrokerMonitor(
+            broker_url(settings), settings.data_dir, WorkerTopics.of(topology, self.app), self.metrics
+        )
+        self.app.task(self.broker.run)
         self.app.page("/metrics")(self._metrics_view())
         self.app.page("/ready")(self._ready_view())
         register_identity_views(self.app, identity_tables[0], self.identity_store)
@@ -516,17 +525,23 @@ class Pipeline:
         return MetricsView
 
     def _ready_view(self) -> type[View]:
-        app = self.app
+        app, broker = self.app, self.broker
 
         class ReadyView(View):
-            """200 once the worker has partitions and has restored their tables; 503 before that
-            and while a rebalance is going on (a readiness probe)."""
+            """200 once the worker has partitions and has restored their tables; 503 before that,
+            while a rebalance is going on and while the broker is unreachable (a readiness probe)."""
 
             async def get(self, request: Request) -> Response:
                 assigned = len(app.consumer.assignment())
                 recovered = app.tables.recovery.completed.is_set()
-                ready = bool(assigned) and recovered and not app.rebalancing
-                state = {"ready": ready, "assigned_partitions": assigned, "tables_recovered": recovered}
+                broker_up = broker.up
+                ready = bool(assigned) and recovered and not app.rebalancing and broker_up
+                state = {
+                    "ready": ready,
+                    "assigned_partitions": assigned,
+                    "tables_recovered": recovered,
+                    "broker_up": broker_up,
+                }
                 return self.json(state, status=200 if ready else 503)
 
         return ReadyView

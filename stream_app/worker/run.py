@@ -1,10 +1,16 @@
-"""Running a Faust worker of the pipeline in this process (`stream-app worker`)."""
+"""Running a Faust worker of the pipeline in this process (`stream-app worker`).
+
+Before Faust starts (and so before it recovers tables from changelogs), the broker monitor
+(`stream_app.worker.broker_monitor`) waits for the broker and checks that it still holds the data
+the local state was built on; the Kafka client's warnings are gated on the log handlers.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from typing import Any
 
 import faust
 
@@ -14,13 +20,22 @@ from stream_app.io.urls import bootstrap_servers
 from stream_app.worker.app import Pipeline
 
 SHUTDOWN_GRACE_S = 30.0
+_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as Faust's, until it has set up
 
 
 class _Worker(faust.Worker):
+    def __init__(self, app: faust.App, log_gate: logging.Filter, **kwargs: Any):
+        self.log_gate = log_gate
+        super().__init__(app, **kwargs)
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         # Faust's terminal spinner sets the root logger to DEBUG (to spin on every message), so
         # every library's debug call builds a record: ~10% of a worker's CPU. No spinner here.
         self.spinner = None
+        # aiokafka logs every failed request while the broker is down (thousands of lines a
+        # minute): the broker monitor summarises them instead.
+        for handler in logger.handlers:
+            handler.addFilter(self.log_gate)
 
     def stop_and_shutdown(self) -> None:
         # A graceful stop flushes to the broker; with the broker gone (its parent died and took it
@@ -37,12 +52,20 @@ def _give_up() -> None:
 
 
 def run_worker(settings: Settings, topology: Topology) -> None:
-    """Create missing topics, then run a Faust worker until SIGTERM/SIGINT."""
+    """Wait for the broker, check local state against it, create missing topics, then run a Faust
+    worker until SIGTERM/SIGINT. Exits with `EXIT_BROKER_DATA_LOST` (no traceback) when a real
+    Kafka does not hold the data the local state was built on."""
     if settings.broker is None:
         raise ValueError("a worker needs a broker URL (--broker or STREAM_APP_BROKER)")
-    ensure_topics(bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    level = settings.log_level.upper()
+    logging.basicConfig(format=_LOG_FORMAT, level=level, force=True)  # Faust replaces it at start
+    logging.getLogger("stream_app").setLevel(level)
     pipeline = Pipeline(settings, topology)
-    worker = _Worker(pipeline.app, loglevel=settings.log_level.upper())
-    logging.getLogger("stream_app").setLevel(settings.log_level.upper())
+    monitor = pipeline.broker
+    # Before topics are created (a wrong cluster gets nothing) and before Faust recovers tables.
+    monitor.check_at_start(monitor.wait_until_reachable())
+    ensure_topics(bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor)
+    monitor.record(monitor.wait_until_reachable())
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = _Worker(pipeline.app, monitor.gate, loglevel=level)
     worker.execute_from_commandline()
