@@ -17,7 +17,9 @@ import phonenumbers
 PII_TYPES = frozenset({"phone", "email"})
 """Identifier types that are personal data and are hashed."""
 
-_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+"""Bounded as RFC 5321 bounds the parts: unbounded, a long run of letters and one `@` anywhere made
+the search quadratic (30 kB: 0.5 s; a 1 MB property: minutes)."""
 _MAYBE_PHONE = re.compile(r"\d[\d\s().-]{5,}\d")
 _GLUED_CANDIDATE = re.compile(r"(?<!\d)\+?\d[\d\s().-]{5,22}\d(?!\d)")
 """Digits, maybe formatted, not inside a longer number: what the matcher skips when letters touch it."""
