@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 
 import phonenumbers
 
@@ -85,6 +86,11 @@ class PiiHasher:
 
     def _hash_candidate(self, candidate: re.Match[str]) -> str:
         text = candidate[0]
+        whole = candidate.string
+        before = whole[candidate.start() - 1] if candidate.start() else " "
+        after = whole[candidate.end()] if candidate.end() < len(whole) else " "
+        if not (_skipped_beside(before) or _skipped_beside(after)):
+            return text  # the matcher had no reason to pass it over: not a phone
         pieces: list[str] = []
         end = 0
         for match in phonenumbers.PhoneNumberMatcher(
@@ -97,3 +103,9 @@ class PiiHasher:
 
     def _hash_number(self, number: phonenumbers.PhoneNumber) -> str:
         return self.hash("phone", phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _skipped_beside(char: str) -> bool:
+    """Whether libphonenumber's matcher (leniency VALID) refuses a number with `char` beside it:
+    a (Latin) letter, `%` or a currency sign. Any letter is taken, to be safe."""
+    return char.isalpha() or char == "%" or unicodedata.category(char) == "Sc"

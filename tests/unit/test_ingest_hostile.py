@@ -280,6 +280,8 @@ def test_a_long_property_string_within_max_event_bytes_is_accepted_and_redacted(
     [
         "tel13800138000",
         "13800138000x",
+        "¥13800138000",
+        "13800138000%",
         "mobile:+86-138-0013-8000abc",
         "line one\n13800138000",
         "\t13800138000",
