@@ -74,9 +74,9 @@ class Ingestor:
 
     Hostile input is refused with a reason, in this order (cheap checks first, and nothing that
     recurses before the depth is known): size (`too_large`), UTF-8 (`not_utf8`), JSON (`invalid_json`:
-    also NaN, Infinity, numbers beyond a double, and duplicate keys in one object), depth and size of
-    the document (`schema_violation`: `properties` at most `max_properties_depth` levels and
-    `max_properties_values` values, no other field nested), the JSON Schema (`schema_violation`:
+    also NaN, Infinity, numbers beyond a double), depth and size of the document (`schema_violation`:
+    `properties` at most `max_properties_depth` levels and `max_properties_values` values, no other
+    field nested), duplicate keys in one object (`invalid_json`), the JSON Schema (`schema_violation`:
     e.g. `properties.amount` in [0, 1e12], so sums stay finite), the event time (`future_event_time`
     beyond `now_ms + max_future`; far past is accepted), usable identifiers (`no_usable_identifier`;
     an identifier holding a control character such as NUL is junk, dropped and counted like `null`).
