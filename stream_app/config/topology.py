@@ -247,7 +247,16 @@ class RuleSpec(_Frozen):
 
 
 class Ingest(_Frozen):
+    """Bounds on what one input message may be; beyond them it goes to the DLQ with the reason."""
+
     max_event_bytes: Annotated[int, Field(ge=256, le=16 * 1024 * 1024)] = 65536
+    max_future: Annotated[str, Field(pattern=_DURATION)] = "5m"
+    """How far past the wall clock an event time may be: one event dated 9999 per input partition
+    would otherwise move every watermark to the end of time. Allows for producers' clock skew."""
+    max_properties_depth: Annotated[int, Field(ge=1, le=64)] = 8
+    """Nesting levels in `properties`, the object itself being level 1."""
+    max_properties_values: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    """JSON values (containers and scalars) inside `properties`."""
 
 
 class Topology(_Frozen):

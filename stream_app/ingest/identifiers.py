@@ -3,7 +3,9 @@
 Phone numbers become E.164 (`13800138000`, `+86 138-0013-8000` and `0086 13800138000` are one phone),
 emails are trimmed and lower-cased, and placeholder values (`null`, `0`, a phone of one repeated
 digit, deny-listed values) are dropped: a junk identifier shared by thousands of events would
-otherwise merge thousands of people into one.
+otherwise merge thousands of people into one. So is a value holding a control character (NUL, ESC,
+DEL, C1; surrounding whitespace is trimmed first): it is a broken producer's buffer, not an id, and
+stripping the character instead could link it to a real one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import phonenumbers
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_CHARS = re.compile(r"^[+0-9()\s.-]{5,32}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def normalize_phone(raw: str, region: str) -> str | None:
 
 def _normalise(id_type: str, raw: str, rules: IdentifierRules) -> str | None:
     value = raw.strip()
-    if value.lower() in rules.junk_values:
+    if value.lower() in rules.junk_values or _CONTROL.search(value):
         return None
     if id_type == "phone":
         return normalize_phone(value, rules.default_phone_region)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
-from stream_app.config.topology import IDENTIFIER_TYPES, Topology
+from stream_app.config.topology import IDENTIFIER_TYPES, Topology, duration_ms
+from stream_app.ingest.document import duplicate_key, shape_problem
 from stream_app.ingest.identifiers import IdentifierRules, normalize_identifier
 from stream_app.ingest.pii import PiiHasher
 from stream_app.ingest.schema import parse_event_time, schema_problems
@@ -28,6 +30,7 @@ NOT_UTF8 = "not_utf8"
 INVALID_JSON = "invalid_json"
 SCHEMA_VIOLATION = "schema_violation"
 NO_USABLE_IDENTIFIER = "no_usable_identifier"
+FUTURE_EVENT_TIME = "future_event_time"
 INTERNAL_ERROR = "internal_error"
 REJECTION_REASONS = (
     TOO_LARGE,
@@ -35,8 +38,18 @@ REJECTION_REASONS = (
     INVALID_JSON,
     SCHEMA_VIOLATION,
     NO_USABLE_IDENTIFIER,
+    FUTURE_EVENT_TIME,
     INTERNAL_ERROR,
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+EARLIEST_EVENT_TIME_MS = (_EARLIEST - _EPOCH) // _ONE_MS
+LATEST_EVENT_TIME_MS = (_LATEST - _EPOCH) // _ONE_MS
+"""Event times a later stage can turn back into a datetime in any time zone (a day inside the range
+of `datetime`: `fromtimestamp(ms / 1000, UTC).astimezone(zone)` overflows at its very ends)."""
 
 
 @dataclass(frozen=True)
@@ -59,24 +72,57 @@ class Rejected:
 class Ingestor:
     """Validates and normalises raw touchpoint messages.
 
+    Hostile input is refused with a reason, in this order (cheap checks first, and nothing that
+    recurses before the depth is known): size (`too_large`), UTF-8 (`not_utf8`), JSON (`invalid_json`:
+    also NaN, Infinity, numbers beyond a double), depth and size of the document (`schema_violation`:
+    `properties` at most `max_properties_depth` levels and `max_properties_values` values, no other
+    field nested), duplicate keys in one object (`invalid_json`), the JSON Schema (`schema_violation`:
+    e.g. `properties.amount` in [0, 1e12], so sums stay finite), the event time (`future_event_time`
+    beyond `now_ms + max_future`; far past is accepted), usable identifiers (`no_usable_identifier`;
+    an identifier holding a control character such as NUL is junk, dropped and counted like `null`).
+
     >>> ingestor = Ingestor(IdentifierRules(), PiiHasher(b"key"))
     >>> ingestor.process(b'{"event_id": "e1"}').reason
     'schema_violation'
     """
 
-    def __init__(self, rules: IdentifierRules, hasher: PiiHasher, max_event_bytes: int = 65536):
+    def __init__(
+        self,
+        rules: IdentifierRules,
+        hasher: PiiHasher,
+        max_event_bytes: int = 65536,
+        max_future: str = "5m",
+        max_properties_depth: int = 8,
+        max_properties_values: int = 1000,
+    ):
         self.rules = rules
         self.hasher = hasher
         self.max_event_bytes = max_event_bytes
+        self.max_future = max_future
+        self.max_future_ms = duration_ms(max_future)
+        self.max_properties_depth = max_properties_depth
+        self.max_properties_values = max_properties_values
 
     @classmethod
     def from_topology(cls, topology: Topology, hasher: PiiHasher) -> Ingestor:
-        ids = topology.identifiers
+        ids, ingest = topology.identifiers, topology.ingest
         rules = IdentifierRules.build(ids.default_phone_region, ids.junk_values, ids.deny_list)
-        return cls(rules, hasher, topology.ingest.max_event_bytes)
+        return cls(
+            rules,
+            hasher,
+            ingest.max_event_bytes,
+            ingest.max_future,
+            ingest.max_properties_depth,
+            ingest.max_properties_values,
+        )
 
     def process(self, raw: bytes | None, now_ms: int = 0) -> Accepted | Rejected:
-        """Never raises: a bug met by one odd message costs that message (to the DLQ), not the worker."""
+        """Never raises: a bug met by one odd message costs that message (to the DLQ), not the worker.
+
+        `now_ms` is the wall clock (the worker passes it). `now_ms <= 0` means there is none (tools
+        and tests replaying a file of past days): then only the calendar bounds apply to event time,
+        not `max_future`.
+        """
         try:
             return self._process(raw, now_ms)
         except Exception as exc:  # noqa: BLE001 - the DLQ keeps the message and the reason
@@ -96,12 +142,38 @@ class Ingestor:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return Rejected(INVALID_JSON, str(exc))
+        problem = shape_problem(raw, document, self.max_properties_depth, self.max_properties_values)
+        if problem:
+            return Rejected(SCHEMA_VIOLATION, problem)
+        repeated = duplicate_key(raw, document)
+        if repeated is not None:
+            return Rejected(INVALID_JSON, f"duplicate key {repeated[:64]!r} in one object")
         problems = schema_problems(document)
         if problems:
             return Rejected(SCHEMA_VIOLATION, "; ".join(problems))
         return self._normalise(document, now_ms)
 
+    def _event_time_ms(self, occurred_at: str, now_ms: int) -> int | Rejected:
+        """Exact integer ms (float seconds * 1000 can be a ms short far from 1970), within bounds."""
+        ms = (parse_event_time(occurred_at) - _EPOCH) // _ONE_MS
+        if now_ms > 0 and ms > now_ms + self.max_future_ms:
+            ahead = (ms - now_ms) / 1000
+            return Rejected(
+                FUTURE_EVENT_TIME,
+                f"event time is {ahead:.3f} s ahead of the wall clock (max_future {self.max_future})",
+            )
+        if ms > LATEST_EVENT_TIME_MS:
+            return Rejected(FUTURE_EVENT_TIME, f"event time is after {_LATEST:%Y-%m-%d}, the latest handled")
+        if ms < EARLIEST_EVENT_TIME_MS:
+            return Rejected(
+                SCHEMA_VIOLATION, f"occurred_at: before {_EARLIEST:%Y-%m-%d}, the earliest handled"
+            )
+        return ms
+
     def _normalise(self, doc: dict[str, Any], now_ms: int) -> Accepted | Rejected:
+        event_time_ms = self._event_time_ms(doc["occurred_at"], now_ms)
+        if isinstance(event_time_ms, Rejected):
+            return event_time_ms
         identities: dict[str, str] = {}
         dropped: list[str] = []
         for id_type in IDENTIFIER_TYPES:  # priority order, so the output order is stable
@@ -118,12 +190,11 @@ class Ingestor:
                 NO_USABLE_IDENTIFIER,
                 f"every identifier is junk or deny-listed: {', '.join(dropped)}",
             )
-        event_time = parse_event_time(doc["occurred_at"])
         event: dict[str, Any] = {
             "event_id": doc["event_id"],
             "event_type": doc["event_type"],
             "occurred_at": doc["occurred_at"],
-            "event_time_ms": int(event_time.timestamp() * 1000),
+            "event_time_ms": event_time_ms,
             "channel": doc["channel"],
             "identities": identities,
         }
@@ -135,7 +206,9 @@ class Ingestor:
         return Accepted(event, tuple(dropped))
 
     def _redact(self, value: Any) -> Any:
-        """Free-form properties may hold a phone or an email anywhere: hash them in place."""
+        """Free-form properties may hold a phone or an email anywhere: hash them in place.
+
+        Recursive, safely: `shape_problem` has bounded the depth before."""
         if isinstance(value, str):
             return self.hasher.redact_text(value)
         if isinstance(value, dict):

@@ -31,13 +31,13 @@ def event(**overrides):
 
 
 def test_valid_event_is_normalised_and_hashed():
-    out = INGESTOR.process(event(), now_ms=42)
+    out = INGESTOR.process(event(), now_ms=1795312800123 + 42)  # a wall clock 42 ms after the event
     assert isinstance(out, Accepted)
     e = out.event
     assert e["identities"] == {"member_id": "M1", "phone": HASHER.hash("phone", "+8613800138000")}
     assert e["event_time_ms"] == 1795312800123
     assert e["store_id"] == "SH001" and e["properties"]["amount"] == 128.5
-    assert e["ingested_at_ms"] == 42
+    assert e["ingested_at_ms"] == 1795312800123 + 42
     assert "138" not in orjson.dumps(e).decode().replace(e["identities"]["phone"], "")
 
 
