@@ -219,7 +219,8 @@ def mutated(draw) -> bytes:
     elif how == "duplicate":
         where = draw(st.sampled_from([b'"identities":{', b'"properties":{', b"{"]))
         key = draw(st.sampled_from([b'"member_id"', b'"phone"', b'"event_id"', b'"a:b"', b'"\\u003a"']))
-        raw = raw.replace(where, where + key + b':"13800138000",', 1)
+        # Not a phone: a phone-like member_id is not PII by the contract (only phone and email are).
+        raw = raw.replace(where, where + key + b':"dup-1",', 1)
         if draw(st.booleans()):
             raw = raw.replace(where, where + key + b':"dup",', 1)
     elif how == "not_utf8":
@@ -286,8 +287,16 @@ def first_duplicate(raw: bytes) -> str | None:
     return found[0] if found else None
 
 
-def leaked(text: str) -> list[str]:
-    return [secret for secret in SECRETS if secret in text]
+def leaked(value: Any) -> list[str]:
+    """The planted phones and emails found in any string of `value` (each string on its own: an
+    escape such as `\\u0013` before `800138000` must not read as a phone in the JSON text)."""
+    if isinstance(value, str):
+        return [secret for secret in SECRETS if secret in value]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in leaked(key) + leaked(item)]
+    if isinstance(value, list):
+        return [found for item in value for found in leaked(item)]
+    return []
 
 
 # -- properties ------------------------------------------------------------------------------------
@@ -319,7 +328,7 @@ def test_ingest_answers_hostile_input_with_a_value(raw, now_ms, big):
     if isinstance(out, Rejected):
         assert out.reason in REJECTION_REASONS and out.reason != "internal_error", out
         assert out.detail
-        assert not leaked(json.dumps(record, ensure_ascii=False)), record
+        assert not leaked(record), record
         return
 
     event = out.event
@@ -334,7 +343,7 @@ def test_ingest_answers_hostile_input_with_a_value(raw, now_ms, big):
     if now_ms > 0:
         assert event["event_time_ms"] <= now_ms + MAX_FUTURE_MS
     assert all(not re.search(r"[\x00-\x1f\x7f-\x9f]", v) for v in event["identities"].values())
-    assert not leaked(orjson.dumps(event).decode()), event
+    assert not leaked(event), event
 
 
 # The counting shortcut for duplicate keys against the stdlib parser, on documents made to hold
