@@ -2,8 +2,9 @@
 
 Two workers in one group on the embedded broker run the real topology. A thread produces a
 generated population (merges, family tablets, junk identifiers, resent events, malformed lines) at
-a steady rate while a seeded loop kills a random worker at random moments and restarts it
-(sometimes with its state directory wiped, sometimes killed again while it recovers). Then the
+a steady rate, with merge chains mixed in (people merged into someone who is merged on soon after),
+while a seeded loop kills a random worker at random moments and restarts it (sometimes with its
+state directory wiped, sometimes killed again while it recovers, sometimes every worker at once). Then the
 end-of-input markers close event time, and `tests.faults.verifier` recomputes from the input lines
 alone what every output topic must hold.
 
@@ -25,7 +26,7 @@ import pytest
 
 from stream_app.io.kafka import iter_topics
 from stream_app.sample import generate
-from tests.faults.chaos import ChaosLog, SteadyProducer, chaos_loop
+from tests.faults.chaos import ChaosLog, SteadyProducer, chaos_loop, with_merge_chains
 from tests.faults.verifier import InputRecord, InputRules, verify
 
 pytestmark = pytest.mark.integration
@@ -39,13 +40,15 @@ class Params:
     """Input lines a second."""
     min_kills: int
     timeout: int
+    chains: int
+    """Merge chains added to the generated population (`chaos.with_merge_chains`)."""
 
 
 SOAK = os.environ.get("STREAM_APP_SOAK", "") not in ("", "0")
 PARAMS = (
-    Params(people=3000, days=3, rate=40, min_kills=40, timeout=3600)
+    Params(people=3000, days=3, rate=40, min_kills=40, timeout=3600, chains=300)
     if SOAK
-    else Params(people=350, days=2, rate=40, min_kills=5, timeout=280)
+    else Params(people=350, days=2, rate=40, min_kills=5, timeout=420, chains=30)
 )
 SEED = int(os.environ.get("STREAM_APP_CHAOS_SEED") or random.SystemRandom().randrange(2**31))
 
@@ -69,6 +72,7 @@ def _profile(port: int):  # type: ignore[no-untyped-def]
 def test_outputs_stay_right_while_workers_are_killed(env):
     print(f"\nchaos seed {SEED} (STREAM_APP_CHAOS_SEED={SEED} replays it), {PARAMS}")
     day = generate(people=PARAMS.people, days=PARAMS.days, seed=SEED, malformed_rate=0.02)
+    lines = with_merge_chains(day.lines, PARAMS.chains, SEED)
     topo = env.topology
     t = topo.topics
     log = ChaosLog(SEED)
@@ -76,14 +80,14 @@ def test_outputs_stay_right_while_workers_are_killed(env):
     with env.local_run() as run:
         run.start_worker(1)
         run.wait_ready(1)
-        producer = SteadyProducer(run.bootstrap, t.touchpoints.name, day.lines, PARAMS.rate)
+        producer = SteadyProducer(run.bootstrap, t.touchpoints.name, lines, PARAMS.rate)
         producer.start()
         try:
             chaos_loop(run, producer, log, PARAMS.min_kills)
         finally:
             producer.join(300)
         assert producer.failure is None and not producer.errors, (producer.failure, producer.errors[:3])
-        assert producer.sent == len(day.lines)
+        assert producer.sent == len(lines)
         run.wait_ready(0)
         run.wait_ready(1)
         run.finish_input(close_event_time=True, timeout=240)
@@ -107,7 +111,8 @@ def test_outputs_stay_right_while_workers_are_killed(env):
     report.figures["kills"] = len(log.kills)
     report.figures["chaos"] = log.summary()
     report.figures["generated"] = (
-        f"{len(day.lines)} lines, {day.malformed} malformed, {day.duplicates} resent"
+        f"{len(lines)} lines ({PARAMS.chains} merge chains), {day.malformed} malformed, "
+        f"{day.duplicates} resent"
     )
     report.figures["worker_log_tracebacks"] = logs.count("Traceback")
     report.figures["seconds"] = round(time.monotonic() - started)

@@ -236,6 +236,7 @@ def verify(
     report = Report()
     fig = report.figures
     valid: dict[str, ValidEvent] = {}
+    position: dict[str, tuple[int, int]] = {}
     invalid_positions: set[tuple[int, int]] = set()
     reasons: Counter[str] = Counter()
     repeated = 0
@@ -248,6 +249,7 @@ def verify(
             repeated += 1  # processed once: the first one counts
         else:
             valid[outcome.event_id] = outcome
+            position[outcome.event_id] = (record.partition, record.offset)
     fig["input_records"] = len(valid) + repeated + len(invalid_positions)
     fig["valid_events"] = len(valid)
     fig["repeated_event_ids"] = repeated
@@ -259,6 +261,12 @@ def verify(
     lost = sorted(set(valid) - set(times))
     fig["lost"] = len(lost)
     fig["resolved_duplicates"] = sum(n - 1 for n in times.values() if n > 1)
+    where: dict[int, list[int]] = {}
+    for event_id in lost:
+        where.setdefault(position[event_id][0], []).append(position[event_id][1])
+    fig["lost_by_input_partition"] = {
+        p: f"{len(o)} in offsets {min(o)}-{max(o)}" for p, o in sorted(where.items())
+    }
     report.check("lost", not lost, f"{len(lost)} valid events never on touchpoints-resolved {lost[:5]}")
     unexpected = sorted(set(times) - set(valid))
     report.check(
@@ -291,6 +299,9 @@ def verify(
     fig["order_paid_expected"] = sum(int(v[0]) for v in expected.values())
 
     survivor = {m["merged_one_id"]: m["one_id"] for m in outputs[topics["merges"]]}
+    fig["merges"] = len(survivor)
+    fig["merges_chained"] = sum(1 for s in survivor.values() if s in survivor)
+    fig["refused_links"] = len(outputs[topics["conflicts"]])
 
     def final(one_id: str) -> str:
         seen = 0
