@@ -68,6 +68,15 @@ def _profile(port: int):  # type: ignore[no-untyped-def]
     return get
 
 
+def _event_ids(bootstrap: str, topic: str) -> set[str]:
+    """event_ids on an internal topic (its records are normalised events), to trace lost ones."""
+    seen = set()
+    for record in iter_topics(bootstrap, [topic]):
+        if not record.is_control and record.value:
+            seen.add(orjson.loads(record.value).get("event_id"))
+    return seen
+
+
 @pytest.mark.timeout(PARAMS.timeout)
 def test_outputs_stay_right_while_workers_are_killed(env):
     print(f"\nchaos seed {SEED} (STREAM_APP_CHAOS_SEED={SEED} replays it), {PARAMS}")
@@ -106,7 +115,12 @@ def test_outputs_stay_right_while_workers_are_killed(env):
             "coupons": t.coupons.name,
             "alerts": t.guide_alerts.name,
         }
-        report = verify(inputs, outputs, roles, rules, _profile(run.web_port))
+        internal = topo.internal_topics
+        trace = {
+            stage: _event_ids(run.bootstrap, name)
+            for stage, name in (("dedupe", internal.events_by_id.name), ("link", internal.linker.name))
+        }
+        report = verify(inputs, outputs, roles, rules, _profile(run.web_port), trace)
         logs = "".join(run.worker_log_of(i).read_text(errors="replace") for i in (0, 1))
     report.figures["kills"] = len(log.kills)
     report.figures["chaos"] = log.summary()
