@@ -334,6 +334,7 @@ def verify(
 
     # Tags: every valid order_paid counted once, per person and over all final profiles.
     wrong: list[str] = []
+    absorbed = Counter(final(merged) for merged in survivor)
     total_count, total_spend = 0, 0
     for one_id in sorted(clusters_of):
         tags = profile(one_id).get("tags", {})
@@ -346,7 +347,7 @@ def verify(
                 if (count, spend) != (int(want[0]), _money(want[1])):
                     wrong.append(
                         f"{one_id}: order_count {count} want {int(want[0])}, spend {spend / 100} "
-                        f"want {want[1]:.2f}"
+                        f"want {want[1]:.2f} ({absorbed.get(one_id, 0)} one_ids merged into it)"
                     )
     want_count = fig["order_paid_expected"]
     want_spend = sum(_money(v[1]) for v in expected.values())
