@@ -262,10 +262,15 @@ WebOpt = Annotated[
 def graph(
     person: Annotated[str, typer.Argument(help="one_id, type:value identifier, `hubs` or `stats`")],
     output_format: Annotated[str, typer.Option("--format", help="json or graphml")] = "json",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="hubs: how many to list")] = 50,
     web: WebOpt = None,
     topology: TopologyOpt = None,
 ) -> None:
-    """A person's identity graph, hub identifiers, or component sizes, from a running worker."""
+    """A person's identity graph, hub identifiers, or component sizes, from a running worker.
+
+    `hubs` lists the identifiers whose links were refused, most people first; a people count
+    marked `~` is an estimate (the count is exact up to 256 people per hub).
+    """
     import networkx as nx
 
     from stream_app.identity.graph import graph_from_json
@@ -273,13 +278,20 @@ def graph(
     settings = _settings(topology=topology)
     base = (web or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     if person in ("hubs", "stats"):
-        data = _get_json(f"{base}/identity/{person}")
+        query = f"?limit={limit}" if person == "hubs" else ""
+        data = _get_json(f"{base}/identity/{person}{query}")
         if person == "hubs":
-            table = Table(title="identifiers whose links were refused")
+            total = data.get("total", len(data["hubs"]))
+            table = Table(
+                title="identifiers whose links were refused",
+                caption=f"{len(data['hubs'])} of {total} hubs"
+                + (" (--limit for more)" if total > limit else ""),
+            )
             for column in ("identifier", "people", "refused_links"):
                 table.add_column(column)
             for row in data["hubs"]:
-                table.add_row(row["identifier"], str(row["people"]), str(row["refused_links"]))
+                people = ("~" if row.get("people_estimated") else "") + str(row["people"])
+                table.add_row(row["identifier"], people, str(row["refused_links"]))
             console.print(table)
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return

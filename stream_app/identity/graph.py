@@ -12,6 +12,7 @@ from typing import Any
 import networkx as nx
 
 from stream_app.identity.model import Profile, split_key
+from stream_app.identity.store import people_count
 
 
 def person_graph(profile: Profile) -> nx.Graph:
@@ -41,14 +42,31 @@ def graph_from_json(data: dict[str, Any]) -> nx.Graph:
     return nx.node_link_graph(data, edges="edges")
 
 
-def hubs(refusals: Iterable[tuple[str, dict[str, Any]]], limit: int = 50) -> list[dict[str, Any]]:
-    """Identifiers whose links were refused, most people first: shared devices, reused phones."""
-    rows = [
-        {"identifier": key, "people": len(entry["one_ids"]), "refused_links": entry["count"]}
-        for key, entry in refusals
-    ]
+def hubs(refusals: Iterable[tuple[str, dict[str, Any]]], limit: int = 50) -> dict[str, Any]:
+    """Identifiers whose links were refused, most people first: shared devices, reused phones.
+
+    `people` counts every distinct one_id a hub tried to link (an estimate, flagged
+    `people_estimated`, past `store.SKETCH_SIZE`); `total` says how many hubs there are, so a
+    listing cut at `limit` says so.
+
+    >>> from stream_app.identity.store import add_refusal
+    >>> table = hubs([("device_id:tablet", add_refusal(None, ["p_a", "p_b"]))], limit=10)
+    >>> table["total"], table["hubs"][0]["people"], table["hubs"][0]["people_estimated"]
+    (1, 2, False)
+    """
+    rows = []
+    for key, entry in refusals:
+        people, estimated = people_count(entry)
+        rows.append(
+            {
+                "identifier": key,
+                "people": people,
+                "people_estimated": estimated,
+                "refused_links": entry["count"],
+            }
+        )
     rows.sort(key=lambda r: (-r["people"], -r["refused_links"], r["identifier"]))
-    return rows[:limit]
+    return {"hubs": rows[:limit], "total": len(rows), "limit": limit}
 
 
 def component_stats(profiles: Iterable[Profile]) -> dict[str, Any]:

@@ -3,11 +3,13 @@
 owners    identifier key -> one_id owning it
 profiles  one_id -> Profile (live profiles only)
 aliases   merged one_id -> the one_id that absorbed it
-refusals  identifier key -> {"count": n, "one_ids": [...]}: links it tried that were refused
+refusals  identifier key -> {"count": n, "one_ids": [first 50], "sketch": [...]}: links it tried
+          that were refused, and a bounded sketch of how many distinct people (one_ids) they involved
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Protocol, TypeVar
 
@@ -16,6 +18,11 @@ import orjson
 from stream_app.identity.model import Profile
 
 _MAX_REFUSED_IDS = 50
+"""one_ids kept per refused identifier, to show; counting them is the sketch's job."""
+SKETCH_SIZE = 256
+"""Hashes kept per refused identifier: the count of people is exact up to this many, and beyond it an
+estimate within a few per cent (standard error about 1/sqrt(254)); 256 numbers, whatever the hub's size."""
+_HASH_BITS = 52  # exact as a JSON number in any consumer
 V = TypeVar("V")
 
 
@@ -74,19 +81,51 @@ class MappingIdentityStore:
         return one_id
 
     def record_refusal(self, key: str, one_ids: list[str]) -> None:
-        entry = dict(self._refusals.get(key) or {"count": 0, "one_ids": []})
-        known = set(entry["one_ids"])
-        entry["count"] += 1
-        entry["one_ids"] = (
-            entry["one_ids"] + [i for i in one_ids if i not in known][: max(0, _MAX_REFUSED_IDS - len(known))]
-        )
-        self._refusals[key] = entry
+        self._refusals[key] = add_refusal(self._refusals.get(key), one_ids)
 
     def refusals(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._refusals.items()
 
     def profiles(self) -> Iterator[Profile]:
         yield from self._profiles.values()
+
+
+def _people_hash(one_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(one_id.encode(), digest_size=8).digest()) >> (64 - _HASH_BITS)
+
+
+def add_refusal(entry: dict[str, Any] | None, one_ids: list[str]) -> dict[str, Any]:
+    """A refused identifier's entry with one more refused link between `one_ids`.
+
+    The distinct people are counted with a bottom-k sketch (the `SKETCH_SIZE` smallest hashes of the
+    one_ids seen), not a list of them all: a fake phone on 10,000 members would otherwise grow one
+    state value by every member and rewrite it on every refusal. Entries from before the sketch
+    start one from the one_ids they kept.
+
+    >>> entry = add_refusal(add_refusal(None, ["p_a", "p_b"]), ["p_a", "p_c"])
+    >>> entry["count"], people_count(entry)
+    (2, (3, False))
+    """
+    entry = dict(entry or {"count": 0, "one_ids": []})
+    known = set(entry["one_ids"])
+    entry["count"] += 1
+    entry["one_ids"] = (
+        entry["one_ids"] + [i for i in one_ids if i not in known][: max(0, _MAX_REFUSED_IDS - len(known))]
+    )
+    sketch = set(entry.get("sketch") or map(_people_hash, known))
+    sketch.update(map(_people_hash, one_ids))
+    entry["sketch"] = sorted(sketch)[:SKETCH_SIZE]
+    return entry
+
+
+def people_count(entry: dict[str, Any]) -> tuple[int, bool]:
+    """(distinct people a refused identifier tried to link, whether that number is an estimate)."""
+    sketch = entry.get("sketch")
+    if sketch is None:  # an entry from before the sketch: its one_ids, which stopped at 50
+        return len(entry["one_ids"]), len(entry["one_ids"]) >= _MAX_REFUSED_IDS
+    if len(sketch) < SKETCH_SIZE:
+        return len(sketch), False
+    return round((SKETCH_SIZE - 1) * 2**_HASH_BITS / (sketch[-1] + 1)), True
 
 
 class EncodedMapping(MutableMapping[str, V]):

@@ -42,7 +42,7 @@ def register_identity_views(
     class HubsView(View):
         @app.table_route(table=routing_table, exact_key="hubs")
         async def get(self, request: Request) -> Response:
-            return self.json({"hubs": hubs(store.refusals(), limit=int(request.query.get("limit", 50)))})
+            return self.json(hubs(store.refusals(), limit=int(request.query.get("limit", 50))))
 
     class StatsView(View):
         @app.table_route(table=routing_table, exact_key="stats")
