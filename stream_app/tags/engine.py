@@ -169,7 +169,10 @@ class TagEngine:
             merged = tag.kind.merge(a["tags"].get(tag.name), b["tags"].get(tag.name))
             if merged is not None:
                 tags[tag.name] = tag.kind.expire(merged, now_ms)
-        recent = sorted(set(a["recent"]) | set(b["recent"]))[-RECENT_EVENTS:]
+        # Both fragments' latest ids, in arrival order (not sorted: that kept the ids that sort last
+        # and let a replay of another one, after a crash, count twice).
+        seen_b = set(b["recent"])
+        recent = [*(e for e in a["recent"] if e not in seen_b), *b["recent"]][-2 * RECENT_EVENTS :]
         lasts = [x for x in (a["last_ms"], b["last_ms"]) if x is not None]
         return {"tags": tags, "recent": recent, "last_ms": max(lasts) if lasts else None}
 

@@ -184,3 +184,17 @@ def test_a_derived_tag_reading_an_unknown_name_as_a_key_is_refused():
     }
     with pytest.raises(TagError, match=r"tags.hot.expr: unknown name\(s\) \['catx'\]"):
         TagEngine.from_specs(specs)
+
+
+def test_a_replay_after_a_merge_is_still_recognised_whichever_ids_sort_last():
+    small = ENGINE.apply(None, ev(0, "order_paid", T0, properties={"amount": 5}, event_id="a-1"), T0)[0]
+    big = None
+    for n in range(64):
+        big, _ = ENGINE.apply(
+            big, ev(n + 1, "order_paid", T0, properties={"amount": 1}, event_id=f"z-{n:03d}"), T0
+        )
+    for merged in (ENGINE.merge(small, big, T0), ENGINE.merge(big, small, T0)):
+        replayed, changed = ENGINE.apply(
+            merged, ev(0, "order_paid", T0, properties={"amount": 5}, event_id="a-1"), T0
+        )
+        assert changed == {} and ENGINE.read(replayed, T0)["order_count"] == 65
