@@ -57,7 +57,7 @@ from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
-from stream_app.worker import faust_gap_fix, faust_recovery_fix
+from stream_app.worker import faust_recovery_fix
 from stream_app.worker.broker_monitor import BrokerMonitor, WorkerTopics
 from stream_app.worker.dlq_ledger import DlqLedger
 from stream_app.worker.identity_replica import IdentityMapReplica
@@ -139,7 +139,6 @@ class Pipeline:
         hasher = PiiHasher(key, topology.identifiers.default_phone_region)
         self.ingestor = Ingestor.from_topology(topology, hasher)
         faust_recovery_fix.install()
-        faust_gap_fix.install()
         self.app = faust.App(settings.app_id, **faust_settings(settings, topology))
 
         self._topics: dict[str, faust.TopicT] = {}
