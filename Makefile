@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SAMPLE := data/sample-day.jsonl
 
-.PHONY: install run test unit integration lint bench sample clean
+.PHONY: install run test unit integration chaos lint bench sample clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: install
 	$(BIN)/python bench/bench_identity.py
 	$(BIN)/python bench/bench_tags.py
 	$(BIN)/python bench/bench_pipeline.py
+
+## The chaos test: two workers SIGKILLed at random while input flows, checked by an independent
+## verifier (STREAM_APP_SOAK=1: bigger and longer; STREAM_APP_CHAOS_SEED=N replays a run's choices).
+chaos: install
+	$(BIN)/python -m pytest -m chaos -s tests/faults/test_chaos.py
 
 lint: install
 	$(BIN)/ruff check stream_app tests bench

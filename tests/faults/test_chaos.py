@@ -29,7 +29,7 @@ from stream_app.sample import generate
 from tests.faults.chaos import ChaosLog, SteadyProducer, chaos_loop, with_merge_chains
 from tests.faults.verifier import InputRecord, InputRules, verify
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 @dataclass(frozen=True)
