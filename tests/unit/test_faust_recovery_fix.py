@@ -6,6 +6,8 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 
 from stream_app.worker import faust_recovery_fix
 
@@ -92,7 +94,60 @@ def test_install_swaps_the_method(monkeypatch):
 @pytest.fixture(autouse=True)
 def _restore():
     from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer
 
-    before = Recovery.on_recovery_completed
+    before, seek_before = Recovery.on_recovery_completed, Consumer.perform_seek
     yield
-    Recovery.on_recovery_completed = before
+    Recovery.on_recovery_completed, Consumer.perform_seek = before, seek_before
+
+
+NEW, SEEN = TopicPartition("touchpoints", 0), TopicPartition("touchpoints", 1)
+
+
+def test_aiokafka_still_leaves_a_partition_with_nothing_committed_where_it_was():
+    """The root of the second workaround: `seek_to_committed` moves only partitions with a
+    commit above 0. When this fails, aiokafka seeks the others too: drop `perform_seek`."""
+    sought: list[tuple[TopicPartition, int]] = []
+    consumer = object.__new__(AIOKafkaConsumer)
+    consumer._subscription = SimpleNamespace(assigned_partitions=lambda: {NEW, SEEN})
+
+    async def committed(tp):
+        return {NEW: None, SEEN: 5}[tp]
+
+    consumer.committed = committed
+    consumer._fetcher = SimpleNamespace(seek_to=lambda tp, offset: sought.append((tp, offset)))
+    assert asyncio.run(AIOKafkaConsumer.seek_to_committed(consumer)) == {NEW: None, SEEN: 5}
+    assert sought == [(SEEN, 5)]
+
+
+def test_a_partition_with_nothing_committed_is_sought_to_the_beginning():
+    sought: list[tuple] = []
+    changelog = TopicPartition("app-event-ids-changelog", 0)
+
+    async def seek_to_committed():
+        return {NEW: None, SEEN: 5, changelog: None}
+
+    async def seek_to_beginning(*partitions):
+        sought.append(partitions)
+
+    consumer = SimpleNamespace(
+        seek_to_committed=seek_to_committed,
+        seek_to_beginning=seek_to_beginning,
+        _read_offset={},
+        _committed_offset={},
+        app=SimpleNamespace(
+            tables=SimpleNamespace(changelog_topics={changelog.topic}),
+            conf=SimpleNamespace(consumer_auto_offset_reset="earliest"),
+        ),
+    )
+    asyncio.run(faust_recovery_fix.perform_seek(consumer))
+    assert sought == [(NEW,)]  # not the changelog: recovery places those itself
+    assert consumer._read_offset == {NEW: None, SEEN: 5, changelog: None}
+    assert consumer._committed_offset == {SEEN: 5}
+
+
+def test_install_swaps_perform_seek():
+    from faust.transport.consumer import Consumer
+
+    faust_recovery_fix.install()
+    assert Consumer.perform_seek is faust_recovery_fix.perform_seek
