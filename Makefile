@@ -34,8 +34,9 @@ bench: install
 	$(BIN)/python bench/bench_tags.py
 	$(BIN)/python bench/bench_pipeline.py
 
-## The chaos test: two workers SIGKILLed at random while input flows, checked by an independent
-## verifier (STREAM_APP_SOAK=1: bigger and longer; STREAM_APP_CHAOS_SEED=N replays a run's choices).
+## The chaos test alone (also part of `make test`): two workers SIGKILLed at random while input flows,
+## checked by an independent verifier (STREAM_APP_SOAK=1: bigger and longer, ~13 min;
+## STREAM_APP_CHAOS_SEED=N replays a run's choices).
 chaos: install
 	$(BIN)/python -m pytest -m chaos -s tests/faults/test_chaos.py
 
