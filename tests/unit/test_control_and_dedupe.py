@@ -94,19 +94,21 @@ def test_control_records_decode_to_what_was_sent():
     assert decode_control(mark.encode()) == mark and decode_control(marker.encode()) == marker
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 400), min_size=1, max_size=40), st.integers(1, 50))
-def test_expiry_forgets_only_what_is_past_the_retention_and_keeps_up_with_inserts(bursts, retention):
-    """Bursts of inserts (one tick each, event time one step a tick): an id within the retention
-    is never forgotten, and the table holds at most about twice the ids within the retention (one
-    pass behind the expiries at worst)."""
-    table: dict[str, list] = {}
-
+def _expiry_over(table: dict, min_batch: int, retention: int) -> EventIdExpiry:
     def scan(partition, after, limit):
         keys = sorted(k for k in table if after is None or k > after)[:limit]
         return [(k, table[k]) for k in keys]
 
-    expiry = EventIdExpiry(scan, table.__delitem__, retention_ms=retention, min_batch=8)
+    return EventIdExpiry(scan, table.__delitem__, retention_ms=retention, min_batch=min_batch)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 400), min_size=1, max_size=40), st.integers(1, 50))
+def test_expiry_forgets_only_what_is_past_the_retention_and_then_all_of_it(bursts, retention):
+    """Bursts of inserts (one tick each, event time one step a tick): an id within the retention
+    is never forgotten; once inserts stop, every id past it is gone within a walk of the table."""
+    table: dict[str, list] = {}
+    expiry = _expiry_over(table, min_batch=8, retention=retention)
     serial = 0
     for tick, burst in enumerate(bursts):
         for _ in range(burst):
@@ -115,7 +117,20 @@ def test_expiry_forgets_only_what_is_past_the_retention_and_keeps_up_with_insert
             serial += 1
         expiry.sweep(0, watermark_ms=tick)
         within = sum(1 for _, t in table.values() if t >= tick - retention)
-        lost = sum(bursts[max(0, tick - retention) : tick + 1]) - within
-        assert lost == 0, "an id within the retention was forgotten"
-        recent = sum(bursts[max(0, tick - retention - 1) : tick + 1])
-        assert len(table) <= 2 * recent + 2 * 8, "the sweep fell behind the inserts"
+        assert within == sum(bursts[max(0, tick - retention) : tick + 1]), "an id in the retention went"
+    end = len(bursts) + retention
+    for tick in range(end, end + len(table) // 8 + 2):
+        expiry.sweep(0, watermark_ms=tick)
+    assert table == {}
+
+
+def test_expiry_keeps_up_with_a_steady_insert_rate():
+    """At a steady rate the walk (twice the inserts a tick) keeps the table near one retention."""
+    table: dict[str, list] = {}
+    expiry = _expiry_over(table, min_batch=8, retention=10)
+    for tick in range(200):
+        for n in range(50):
+            table[f"e{tick:04d}{n:02d}"] = remembered(f"0:{tick}:{n}", tick)
+            expiry.added(0)
+        expiry.sweep(0, watermark_ms=tick)
+        assert len(table) <= 2 * 50 * 11 + 16
