@@ -12,11 +12,19 @@ Properties are the input contract's: a condition or placeholder may read the pro
 
 from __future__ import annotations
 
+import difflib
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import rule_engine
+from rule_engine import DataType
+
 from stream_app.config.topology import IDENTIFIER_TYPES, TagSpec, Topology
+from stream_app.expressions import check_expression, literal_paths
+from stream_app.ingest.schema import touchpoint_validator
+from stream_app.rules.engine import CONDITION_NAMES, TRIGGER_FIELDS
 
 
 def rule_problems(topology: Topology) -> list[str]:
@@ -25,11 +33,6 @@ def rule_problems(topology: Topology) -> list[str]:
     At run time a condition naming nothing reads null and never holds, and a message placeholder
     naming nothing prints `?`: neither says a word, so they are refused here, each with its place.
     """
-    import rule_engine
-
-    from stream_app.expressions import check_expression, literal_paths
-    from stream_app.rules.engine import CONDITION_NAMES
-
     try:
         names = _Names.of(topology)
     except OSError as exc:
@@ -107,8 +110,6 @@ class _Names:
 
     @classmethod
     def of(cls, topology: Topology) -> _Names:
-        from stream_app.ingest.schema import touchpoint_validator
-
         schema = touchpoint_validator().schema
         declared = schema["properties"]["properties"].get("properties", {})
         return cls(
@@ -127,8 +128,6 @@ class _Names:
         return f"declared in schemas/touchpoint.v1.json: {', '.join(self.properties)}"
 
     def unknown_root(self, name: str) -> str:
-        from stream_app.rules.engine import CONDITION_NAMES
-
         if name == "idle_days":
             return _IDLE_DAYS_IN_A_RULE
         hint = _did_you_mean(name, [*self.tags, *CONDITION_NAMES])
@@ -154,8 +153,6 @@ class _Names:
 
     def unknown_kept_field(self, path: str) -> str | None:
         """Why `limit.by: path` would read nothing of the triggering event, or None."""
-        from stream_app.rules.engine import TRIGGER_FIELDS
-
         first, _, rest = path.partition(".")
         if first == "properties" and rest:
             if "." in rest or rest not in self.properties:
@@ -169,8 +166,6 @@ class _Names:
 
     def message_problems(self, message: str) -> list[str]:
         """Each placeholder of a guide alert message that would not be filled when it is sent."""
-        import string
-
         try:
             parsed = list(string.Formatter().parse(message))
         except ValueError as exc:
@@ -181,8 +176,6 @@ class _Names:
         return [problem for problem in found if problem]
 
     def _placeholder(self, field: str, spec: str, conversion: str | None) -> str | None:
-        from stream_app.rules.engine import TRIGGER_FIELDS
-
         shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         if field == "" or field.isdigit():
             return f"placeholder {shown!r}: positional placeholders are not filled; name a tag or event field"
@@ -207,8 +200,6 @@ class _Names:
         return None
 
     def _samples(self, name: str) -> list[tuple[Any, str]] | None:
-        from stream_app.rules.engine import TRIGGER_FIELDS
-
         """Values `name` can have when a message is filled, as `message_values` layers them.
 
         None: nothing fills it (it prints `?`); [] for a derived tag, whose type is its expression's.
@@ -235,8 +226,6 @@ def _type_hint(error: str) -> str:
 
 def _tag_type(spec: TagSpec) -> Any:
     """The rule-engine type of a tag's reading (`Kind.read`); undefined where it depends on data."""
-    from rule_engine import DataType
-
     if spec.kind in ("count", "sum"):
         return DataType.FLOAT
     if spec.kind in ("window_count", "window_sum"):
@@ -268,7 +257,5 @@ def _convert(value: Any, conversion: str | None) -> Any:
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)  # a typo, not any name
     return f"did you mean {close[0]!r}? " if close else ""
