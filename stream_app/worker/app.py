@@ -168,6 +168,7 @@ class Pipeline:
             self._forget_event_id,
             duration_ms(topology.dedupe.retention),
         )
+        bootstrap = server_list(self.app.conf.broker, 9092)  # for the worker's own plain consumers
         self.dlq_ledger = DlqLedger(
             self.app.Table(
                 "dlq-ledger",
@@ -175,7 +176,7 @@ class Pipeline:
                 key_type=str,
                 help="input partition -> [highest input offset on the DLQ, its DLQ offset]",
             ),
-            server_list(self.app.conf.broker, 9092),
+            bootstrap,
             t.touchpoints.name,
             t.dlq.name,
             t.dlq.partitions,
@@ -203,7 +204,7 @@ class Pipeline:
         )
         self.resolver = IdentityResolver(self._pending_identity, rules)
         self.replica = IdentityMapReplica(
-            server_list(self.app.conf.broker, 9092),
+            bootstrap,
             internal.identity_map.name,
             internal.identity_map.partitions,
         )
