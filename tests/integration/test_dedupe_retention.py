@@ -17,7 +17,7 @@ def _at(n: int, hour: int, prefix: str) -> bytes:
     return valid_event(n, event_id=f"{prefix}-{n:04d}", occurred_at=when)
 
 
-def _until(port: int, name: str, expected: float, timeout: float = 30) -> float:
+def _until(port: int, name: str, expected: float, timeout: float = 90) -> float:
     """Poll a worker's metric until it reaches `expected` (sweeps run on watermark ticks)."""
     deadline = time.monotonic() + timeout
     while (value := metric(port, name)) != expected and time.monotonic() < deadline:
