@@ -1,6 +1,6 @@
 """De-duplication by `event_id`: a repeated event is processed once.
 
-The de-duplicator remembers, per event_id, the position (partition:offset) of the record that first
+The de-duplicator remembers, per event_id, the position (partition:offset:index in its envelope) of the record that first
 carried it. A record at another position with a known event_id is a duplicate (a producer retry, a
 resend). The *same* record seen again is a redelivery after a crash (at-least-once): it passes
 again, because its first pass may not have reached the output before the crash.
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def position(partition: int, offset: int) -> str:
-    return f"{partition}:{offset}"
+def position(partition: int, offset: int, index: int = 0) -> str:
+    """Where an event was: its record (partition:offset) and its place in that record's envelope."""
+    return f"{partition}:{offset}:{index}"
 
 
 def is_first_delivery(recorded: str | None, current: str) -> bool:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -31,7 +31,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream_app.config import Settings, Topology
 from stream_app.config.topology import TopicSpec, duration_ms
 from stream_app.control import (
-    CONTROL_HEADER,
     Barrier,
     Marker,
     StageDone,
@@ -64,11 +63,11 @@ from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
+from stream_app.worker.runtime import Outbox, as_current, batches, envelope_items
 from stream_app.worker.table_scan import scan_partition
 
 log = logging.getLogger(__name__)
 
-_CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
 WATERMARK_INTERVAL_S = 1.0
 """How often ingest announces its input partitions' event time."""
@@ -116,6 +115,32 @@ def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
     return conf
 
 
+@dataclass(frozen=True)
+class _TopicNames:
+    """The names of the topics stages write through their outboxes."""
+
+    events_by_id: str
+    linker: str
+    person_events: str
+    identity_map: str
+    resolved: str
+    merges: str
+    conflicts: str
+
+    def __init__(self, topology: Topology) -> None:
+        t, i = topology.topics, topology.internal_topics
+        for name, spec in [
+            ("events_by_id", i.events_by_id),
+            ("linker", i.linker),
+            ("person_events", i.person_events),
+            ("identity_map", i.identity_map),
+            ("resolved", t.resolved),
+            ("merges", t.identity_merges),
+            ("conflicts", t.identity_conflicts),
+        ]:
+            object.__setattr__(self, name, spec.name)
+
+
 class Pipeline:
     """Builds the Faust app for one topology; `app` is what a Faust worker runs."""
 
@@ -145,14 +170,6 @@ class Pipeline:
         t, internal = topology.topics, topology.internal_topics
         self.touchpoints = self._topic(t.touchpoints)
         self.dlq = self._topic(t.dlq)
-        self.resolved = self._topic(t.resolved)
-        self.merges = self._topic(t.identity_merges)
-        self.conflicts = self._topic(t.identity_conflicts)
-        self.events_by_id = self._topic(internal.events_by_id)
-        self.linker = self._topic(internal.linker)
-        self.identity_map = self._topic(internal.identity_map)
-        self.person_events = self._topic(internal.person_events)
-        self.profile_updates = self._topic(t.profile_updates)
         self.control = self._topic(internal.control)
 
         self.seen_event_ids = self.app.Table(
@@ -210,16 +227,25 @@ class Pipeline:
         )
         self.app.task(self.replica.run)
 
+        self._names = _TopicNames(topology)
+        n = self._names
+        partitions = {spec.name: spec.partitions for spec in topology.all_topics()}
+        enveloped = frozenset({n.events_by_id, n.linker, n.person_events})
+        self._outboxes = {
+            stage: Outbox(self._produce, partitions, enveloped)
+            for stage in ("ingest", "dedupe", "link", "people")
+        }
         self.people = PersonStage(
             self.app,
             TagEngine.from_specs(topology.tags),
             RuleEngine(topology.rules, topology.contact_policy, topology.stores),
+            self._outboxes["people"],
             {
-                "person_events": self.person_events,
-                "profile_updates": self.profile_updates,
-                "coupons": self._topic(t.coupons),
-                "guide_alerts": self._topic(t.guide_alerts),
-                "actions_suppressed": self._topic(t.actions_suppressed),
+                "person_events": n.person_events,
+                "profile_updates": t.profile_updates.name,
+                "coupons": t.coupons.name,
+                "guide_alerts": t.guide_alerts.name,
+                "actions_suppressed": t.actions_suppressed.name,
             },
             internal.person_events.partitions,
             self.metrics,
@@ -232,6 +258,8 @@ class Pipeline:
         """Input partition -> wall clock when this worker first announced it."""
         self._read_to: dict[int, int] = {}
         """Input partition -> offset of the last record ingest took up."""
+        self._ingested: dict[int, int] = {}
+        """Input partition -> newest event time in what ingest has added but not yet sent."""
         writers = {
             "ingest": [f"ingest:{p}" for p in range(t.touchpoints.partitions)],
             "dedupe": [f"dedupe:{q}" for q in range(internal.events_by_id.partitions)],
@@ -246,9 +274,9 @@ class Pipeline:
             ],
         }
         self._downstream = {
-            "ingest": [self.events_by_id],
-            "dedupe": [self.linker, self.person_events],
-            "link": [self.person_events],
+            "ingest": [n.events_by_id],
+            "dedupe": [n.linker, n.person_events],
+            "link": [n.person_events],
         }
         self._announced: dict[str, tuple[int, bool, int]] = {}
         self.app.timer(interval=WATERMARK_INTERVAL_S)(self._announce_input_watermarks)
@@ -257,10 +285,15 @@ class Pipeline:
         stage_names = list(self._stage_inputs)
         self._next_stage = dict(zip(stage_names, [*stage_names[1:], None], strict=True))
         self._barriers = {name: Barrier() for name in stage_names}
-        self.app.agent(self.touchpoints, name="ingest")(self._ingest_agent)
-        self.app.agent(self.events_by_id, name="dedupe")(self._dedupe_agent)
-        self.app.agent(self.linker, name="link")(self._link_agent)
-        self.app.agent(self.person_events, name="people")(self._people_agent)
+        handlers = {
+            "ingest": self._ingest,
+            "dedupe": self._dedupe,
+            "link": self._link,
+            "people": self._people,
+        }
+        for stage, handle in handlers.items():
+            agent = partial(self._run_stage, stage, handle=handle)
+            self.app.agent(self._topic(self._stage_inputs[stage]), name=stage)(agent)
         self.broker = BrokerMonitor(
             broker_url(settings), settings.data_dir, WorkerTopics.of(topology, self.app), self.metrics
         )
@@ -281,31 +314,53 @@ class Pipeline:
             )
         return self._topics[spec.name]
 
+    async def _produce(self, *args: Any) -> Any:
+        return await self.app.producer.send(*args)
+
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    # -- the stage loop ----------------------------------------------------------------------
+
+    async def _run_stage(
+        self, stage: str, stream: faust.StreamT, handle: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        """Every stage's agent: batches in; control records handled here, once, behind what the
+        batch sent before them; records to `handle`, which adds what it decides to the outbox."""
+        async for events in batches(stream):
+            for event in events:
+                with as_current(event):
+                    if is_control(event.headers):
+                        await self._send(stage)
+                        await self._on_control(stage, event.message.partition, event.value)
+                    else:
+                        await handle(event)
+            await self._send(stage)
+
+    async def _send(self, stage: str) -> list[Any]:
+        futures = await self._outboxes[stage].send()
+        if stage == "ingest":
+            # After the send: a watermark announced from here on comes behind these events.
+            for partition, newest in self._ingested.items():
+                before = self._newest.get(partition, (newest, 0))[0]
+                self._newest[partition] = (max(before, newest), self._now_ms())
+            self._ingested.clear()
+        return futures
+
     # -- ingest ------------------------------------------------------------------------------
 
-    async def _ingest_agent(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            self._read_to[message.partition] = message.offset  # (the record is done below)
-            if is_control(event.headers):
-                await self._on_control("ingest", message.partition, event.value)
-                continue
-            self.metrics.messages_in.inc()
-            with self.metrics.ingest_seconds.time():
-                outcome = self.ingestor.process(event.value, self._now_ms())
-            if isinstance(outcome, Accepted):
-                await self._accept(outcome)
-                # After the send: a watermark announced from here on comes behind this event.
-                newest = self._newest.get(message.partition, (outcome.event["event_time_ms"], 0))[0]
-                self._newest[message.partition] = (
-                    max(newest, outcome.event["event_time_ms"]),
-                    self._now_ms(),
-                )
-            else:
-                await self._reject(event.value, outcome, message)
+    async def _ingest(self, event: Any) -> None:
+        message = event.message
+        self._read_to[message.partition] = message.offset  # (the record is done below)
+        self.metrics.messages_in.inc()
+        with self.metrics.ingest_seconds.time():
+            outcome = self.ingestor.process(event.value, self._now_ms())
+        if isinstance(outcome, Accepted):
+            self._accept(outcome)
+            t = outcome.event["event_time_ms"]
+            self._ingested[message.partition] = max(t, self._ingested.get(message.partition, t))
+        else:
+            await self._reject(event.value, outcome, message)
 
     async def _reject(self, raw: bytes | None, rejected: Rejected, message: Any) -> None:
         """To the DLQ once per input position, also when the input is read again after a crash."""
@@ -323,29 +378,29 @@ class Pipeline:
         )
         self.dlq_ledger.remember(partition, offset, (await sent).offset)
 
-    async def _accept(self, accepted: Accepted) -> None:
+    def _accept(self, accepted: Accepted) -> None:
         event = accepted.event
         self.metrics.valid(event["event_type"], event["channel"])
         for id_type in accepted.dropped_identifiers:
             self.metrics.identifiers_dropped.labels(id_type).inc()
-        await self.events_by_id.send(key=accepted.event_id.encode(), value=orjson.dumps(event))
+        self._outboxes["ingest"].add(
+            self._names.events_by_id, accepted.event_id.encode(), orjson.dumps(event)
+        )
 
     # -- dedupe ------------------------------------------------------------------------------
 
-    async def _dedupe_agent(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            if is_control(event.headers):
-                await self._on_control("dedupe", message.partition, event.value)
-                continue
-            event_id = message.key.decode()
-            here = position(message.partition, message.offset)
+    async def _dedupe(self, record: Any) -> None:
+        message = record.message
+        for index, value in enumerate(envelope_items(record.value)):
+            normalized = orjson.loads(value)
+            event_id = normalized["event_id"]
+            here = position(message.partition, message.offset, index)
             if not is_first_delivery(recorded_position(self.seen_event_ids.get(event_id)), here):
                 self.metrics.events_duplicate.inc()
                 continue
-            normalized = orjson.loads(event.value)
-            # Send before remembering: a crash in between re-sends (at-least-once), never loses.
-            await self._to_identity(message.key, event.value, normalized)
+            # Decided before remembering; the outbox is flushed before the input offset is
+            # committed, and a redelivery of this same record passes again (at-least-once).
+            self._to_identity(value, normalized)
             self.seen_event_ids[event_id] = remembered(here, int(normalized["event_time_ms"]))
             self.dedupe_expiry.added(message.partition)
             self.metrics.events_out.inc()
@@ -364,69 +419,66 @@ class Pipeline:
         self.dedupe_expiry.sweep(partition, watermark_ms)
         self.metrics.dedupe_event_ids.set(sum(self.dedupe_expiry.sizes.values()))
 
-    async def _to_identity(self, key: bytes, value: bytes, event: dict[str, Any]) -> None:
+    def _to_identity(self, value: bytes, event: dict[str, Any]) -> None:
         """Resolve here when the replica already knows the answer; otherwise ask the linker."""
         one_id = known_owner(self.replica.get, identity_records.event_keys(event))
         if one_id is None:
-            await self.linker.send(key=key, value=value)
+            self._outboxes["dedupe"].add(self._names.linker, None, value, partition=0)
             return
         self.metrics.identity_fast_path.inc()
-        await self._publish_resolved(event, one_id)
+        self._publish_resolved("dedupe", event, one_id)
 
     # -- identity ----------------------------------------------------------------------------
 
-    async def _link_agent(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            if is_control(event.headers):
-                await self._on_control("link", event.message.partition, event.value)
-                continue
-            await self._link(orjson.loads(event.value))
-
-    async def _link(self, event: dict[str, Any]) -> None:
-        with self.metrics.identity_seconds.time():
-            resolution = self.resolver.resolve(
-                identity_records.event_keys(event), event["event_id"], event["event_time_ms"]
-            )
-        one_id = resolution.one_id.encode()
-        await self._publish_resolved(event, resolution.one_id)
-        pending = []
-        for merge in resolution.merges:
-            record = identity_records.merge_record(merge, event)
-            pending.append(await self.merges.send(key=one_id, value=orjson.dumps(record)))
-            notice = orjson.dumps({"kind": "merge", **record})
-            # To the merged person's partition: the per-person stages move its state from there.
-            await self.person_events.send(key=merge.merged_one_id.encode(), value=notice)
-            self.metrics.identity_merges.inc()
-        for conflict in resolution.conflicts:
-            record = identity_records.conflict_record(conflict, event)
-            pending.append(await self.conflicts.send(key=one_id, value=orjson.dumps(record)))
-            self.metrics.identity_conflicts.labels(conflict.reason.split(":")[0]).inc()
-        if resolution.merges:
-            # A replay after the state below is written would not merge again: the merge records
-            # must be on the broker first.
-            for future in pending:
+    async def _link(self, record: Any) -> None:
+        """One envelope: resolve its events in order, then send merges, await their acks, commit
+        the identity state, publish the owners (a replay after the commit would not merge again,
+        so the merge records must be on the broker first)."""
+        outbox = self._outboxes["link"]
+        merged = created = 0
+        for value in envelope_items(record.value):
+            event = orjson.loads(value)
+            with self.metrics.identity_seconds.time():
+                resolution = self.resolver.resolve(
+                    identity_records.event_keys(event), event["event_id"], event["event_time_ms"]
+                )
+            one_id = resolution.one_id.encode()
+            self._publish_resolved("link", event, resolution.one_id)
+            for merge in resolution.merges:
+                merge_record = identity_records.merge_record(merge, event)
+                outbox.add(self._names.merges, one_id, orjson.dumps(merge_record))
+                notice = orjson.dumps({"kind": "merge", **merge_record})
+                # To the merged person's partition: the per-person stages move its state from there.
+                outbox.add(self._names.person_events, merge.merged_one_id.encode(), notice)
+                self.metrics.identity_merges.inc()
+            for conflict in resolution.conflicts:
+                conflict_record = identity_records.conflict_record(conflict, event)
+                outbox.add(self._names.conflicts, one_id, orjson.dumps(conflict_record))
+                self.metrics.identity_conflicts.labels(conflict.reason.split(":")[0]).inc()
+            merged += len(resolution.merges)
+            created += resolution.created
+        futures = await self._send("link")
+        if merged:
+            for future in futures:
                 await future
         for key, owner in self._pending_identity.commit().items():
-            await self.identity_map.send(key=key.encode(), value=owner.encode())
-        if resolution.created:
-            self.metrics.identity_profiles_created.inc()
+            outbox.add(self._names.identity_map, key.encode(), owner.encode())
+        self.metrics.identity_profiles_created.inc(created)
 
-    async def _publish_resolved(self, event: dict[str, Any], one_id: str) -> None:
+    def _publish_resolved(self, stage: str, event: dict[str, Any], one_id: str) -> None:
         resolved = orjson.dumps(identity_records.resolved(event, one_id))
         key = one_id.encode()
-        await self.resolved.send(key=key, value=resolved)
-        await self.person_events.send(key=key, value=b'{"kind":"event","event":' + resolved + b"}")
+        outbox = self._outboxes[stage]
+        outbox.add(self._names.resolved, key, resolved)
+        outbox.add(self._names.person_events, key, b'{"kind":"event","event":' + resolved + b"}")
 
     # -- people: tags and trigger rules ----------------------------------------------------
 
-    async def _people_agent(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            if is_control(event.headers):
-                await self._on_control("people", partition, event.value)
-                continue
+    async def _people(self, record: Any) -> None:
+        partition = record.message.partition
+        for value in envelope_items(record.value):
             with self.metrics.tags_seconds.time():
-                await self.people.handle(orjson.loads(event.value), partition)
+                self.people.handle(orjson.loads(value), partition)
 
     # -- watermarks ---------------------------------------------------------------------------
 
@@ -460,7 +512,8 @@ class Pipeline:
         if now is None:
             return
         if stage == "people":
-            await self.people.advance(partition, now)
+            self.people.advance(partition, now)
+            await self._send(stage)
         else:
             if stage == "dedupe":
                 self._sweep_event_ids(partition, now)
@@ -476,8 +529,7 @@ class Pipeline:
             return
         self._announced[mark.writer] = (mark.t, mark.idle, wall)
         for topic in self._downstream[stage]:
-            for target in range(int(topic.partitions or 1)):
-                await topic.send(value=mark.encode(), partition=target, headers=_CONTROL_HEADERS)
+            await self._outboxes[stage].send_control(topic, mark.encode())
 
     # -- progress markers --------------------------------------------------------------------
 
@@ -494,9 +546,11 @@ class Pipeline:
         if not self._barriers[stage].observe(partition, marker):
             return
         handed_on = 0
-        if stage in ("people", "people-settle"):
+        reader = "people" if stage == "people-settle" else stage
+        if reader == "people":
             if marker.close_event_time:
-                await self.people.close_event_time(partition)
+                self.people.close_event_time(partition)
+            await self._send(reader)
             # What was handed on before the first round's markers is ahead of them; what came
             # after may not be, and the run needs another round behind it.
             handed_on = self.people.take_handed_on(partition)
@@ -504,10 +558,9 @@ class Pipeline:
         next_stage = self._next_stage[stage]
         sources = self._stage_inputs[stage].partitions
         if next_stage is not None:
-            downstream = self._topic(self._stage_inputs[next_stage])
+            downstream = self._stage_inputs[next_stage].name
             forwarded = Marker(marker.run, marker.close_event_time, partition, sources, next_stage).encode()
-            for target in range(int(downstream.partitions or 1)):
-                await downstream.send(value=forwarded, partition=target, headers=_CONTROL_HEADERS)
+            await self._outboxes[reader].send_control(downstream, forwarded)
         else:
             done = StageDone(marker.run, stage, partition, sources, forwarded=handed_on)
             await self.control.send(value=done.encode(), partition=0)

@@ -1,6 +1,7 @@
 """The person stage's Faust adapter: changelogged tables under `PersonProcessor`, and its sends.
 
-What the stage does (event-time order, merges, timers) is in `stream_app.people.processor`.
+What the stage does (event-time order, merges, timers) is in `stream_app.people.processor`; what
+it decides goes to the stage's outbox (`stream_app.worker.runtime`), sent when the batch ends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from stream_app.metrics import Metrics
 from stream_app.people.processor import Emit, PersonProcessor
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
+from stream_app.worker.runtime import Outbox
 
 
 class PersonStage:
@@ -24,12 +26,15 @@ class PersonStage:
         app: faust.App,
         tag_engine: TagEngine,
         rule_engine: RuleEngine,
-        topics: dict[str, faust.TopicT],
+        outbox: Outbox,
+        topics: dict[str, str],
         partitions: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ):
+        self.outbox = outbox
         self.topics = topics
+        """The processor's outputs -> topic names."""
         self.states = app.Table("person-state", partitions=partitions, key_type=str, help="one_id -> state")
         self.aliases = app.Table(
             "person-aliases",
@@ -49,14 +54,14 @@ class PersonStage:
     async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
         self.processor.forget_timer_index()
 
-    async def handle(self, record: dict[str, Any], partition: int) -> None:
-        await self._send(self.processor.handle(record, partition))
+    def handle(self, record: dict[str, Any], partition: int) -> None:
+        self._add(self.processor.handle(record, partition))
 
-    async def advance(self, partition: int, watermark_ms: int) -> None:
-        await self._send(self.processor.advance(partition, watermark_ms))
+    def advance(self, partition: int, watermark_ms: int) -> None:
+        self._add(self.processor.advance(partition, watermark_ms))
 
-    async def close_event_time(self, partition: int) -> None:
-        await self._send(self.processor.close_event_time(partition))
+    def close_event_time(self, partition: int) -> None:
+        self._add(self.processor.close_event_time(partition))
 
     def take_handed_on(self, partition: int) -> int:
         return self.processor.take_handed_on(partition)
@@ -64,6 +69,6 @@ class PersonStage:
     def profile(self, one_id: str) -> dict[str, Any] | None:
         return self.processor.profile(one_id)
 
-    async def _send(self, emits: list[Emit]) -> None:
+    def _add(self, emits: list[Emit]) -> None:
         for output, key, value in emits:
-            await self.topics[output].send(key=key.encode(), value=orjson.dumps(value))
+            self.outbox.add(self.topics[output], key.encode(), orjson.dumps(value))

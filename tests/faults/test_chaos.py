@@ -26,6 +26,7 @@ import pytest
 
 from stream_app.io.kafka import iter_topics
 from stream_app.sample import generate
+from stream_app.worker.runtime import envelope_items
 from tests.faults.chaos import ChaosLog, SteadyProducer, chaos_loop, with_merge_chains
 from tests.faults.verifier import InputRecord, InputRules, verify
 
@@ -69,11 +70,11 @@ def _profile(port: int):  # type: ignore[no-untyped-def]
 
 
 def _event_ids(bootstrap: str, topic: str) -> set[str]:
-    """event_ids on an internal topic (its records are normalised events), to trace lost ones."""
+    """event_ids on an internal topic (its envelopes carry normalised events), to trace lost ones."""
     seen = set()
     for record in iter_topics(bootstrap, [topic]):
-        if not record.is_control and record.value:
-            seen.add(orjson.loads(record.value).get("event_id"))
+        if not record.is_control:
+            seen.update(orjson.loads(item).get("event_id") for item in envelope_items(record.value))
     return seen
 
 

@@ -1,0 +1,130 @@
+"""The stage runtime: one agent loop for every stage, batches in, sends out in order, not one by one.
+
+Faust's per-record machinery, not the broker, limits a Faust job (`../shared/ENVIRONMENT-NOTES.md`:
+an agent doing nothing but `take` moves ~11,500 records/s here). So:
+
+- Each stage takes its input in batches (`Stream.take_events`), handles control records (markers,
+  watermarks) in one place, and its handler only *adds* what it decides to an `Outbox`.
+- The outbox sends it when the batch ends (and before any control record, which must stay behind
+  the records it covers) through the transport producer, without awaiting each record's delivery.
+  Faust flushes the producer before it commits input offsets, so at-least-once holds: a crash
+  before the commit reads the batch again.
+- Internal topics carry *envelopes*: one record holds, newline-separated, every item the batch
+  sent to that partition (orjson never writes a raw newline). A hop between stages costs Faust one
+  record per partition per batch, not one per event. Output topics keep one record per event: they
+  are the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+
+from stream_app.control import CONTROL_HEADER
+
+CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
+BATCH_MAX = 1_000
+"""Records a stage takes from its input at most at once."""
+BATCH_WITHIN_S = 0.02
+"""How long a stage waits for a batch to fill: the latency a quiet input pays per hop."""
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Java's and aiokafka's) gives `key`.
+
+    Envelopes are addressed to a partition explicitly; this keeps a key on the partition a keyed
+    record would have gone to, so tables keyed the same way (one_id) stay where their keys live.
+
+    >>> partition_for(b"p-1", 8) == partition_for(b"p-1", 8), 0 <= partition_for(b"x", 3) < 3
+    (True, True)
+    """
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def envelope_items(value: bytes | None) -> list[bytes]:
+    """The items an envelope record carries (each one JSON document).
+
+    >>> envelope_items(b'{"a":1}\\n{"b":2}')
+    [b'{"a":1}', b'{"b":2}']
+    """
+    return value.split(b"\n") if value else []
+
+
+@contextlib.contextmanager
+def as_current(event: Any) -> Iterator[None]:
+    """Make `event` Faust's current event while it is handled.
+
+    Workaround: Faust tables find the partition a key is read from and written to (and its
+    changelog partition) from the *current event*, which Faust sets per record only when a stream
+    is iterated one by one. A batch from `take_events` mixes partitions, so each record is made
+    current while it is handled. Uses `faust.streams._current_event` (faust-streaming 0.15).
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+@dataclass
+class Outbox:
+    """What a stage decided while handling records, kept in order until `send` sends it.
+
+    `add` files a record for a topic; for an enveloped topic the item joins the envelope of its
+    key's partition (or the partition given). Records to one partition keep the order they were
+    added in, envelopes included, which is all Kafka orders anyway.
+    """
+
+    send_record: Callable[..., Awaitable[Any]]
+    """The transport producer's `send(topic, key, value, partition, timestamp, headers)`."""
+    partitions: dict[str, int]
+    """Topic -> partition count, for every topic the stage writes."""
+    enveloped: frozenset[str]
+    _pending: list[tuple[str, bytes | None, bytes | list[bytes], int | None]] = field(default_factory=list)
+    _open: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+
+    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        if topic not in self.enveloped:
+            self._pending.append((topic, key, value, partition))
+            return
+        if partition is None:
+            assert key is not None, f"an item for {topic} needs a key or a partition"
+            partition = partition_for(key, self.partitions[topic])
+        items = self._open.get((topic, partition))
+        if items is None:
+            items = self._open[(topic, partition)] = []
+            self._pending.append((topic, None, items, partition))
+        items.append(value)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def send(self) -> list[asyncio.Future[Any]]:
+        """Hand everything to the producer, in order; returns the delivery futures (not awaited)."""
+        pending, self._pending, self._open = self._pending, [], {}
+        futures = []
+        for topic, key, value, partition in pending:
+            payload = b"\n".join(value) if isinstance(value, list) else value
+            futures.append(await self.send_record(topic, key, payload, partition, None, None))
+        return futures
+
+    async def send_control(self, topic: str, value: bytes) -> None:
+        """A control record to every partition of `topic`, behind everything added before it."""
+        await self.send()
+        for target in range(self.partitions[topic]):
+            await self.send_record(topic, None, value, target, None, CONTROL_HEADERS)
+
+
+async def batches(
+    stream: Any, max_records: int = BATCH_MAX, within: float = BATCH_WITHIN_S
+) -> AsyncIterator[list[Any]]:
+    """The stream's events in batches; Faust acks (and may then commit) a batch after the loop body."""
+    async for events in stream.take_events(max_records, within):
+        yield events
