@@ -1,9 +1,10 @@
 """De-duplication by `event_id`: a repeated event is processed once.
 
-The de-duplicator remembers, per event_id, the position (partition:offset:index in its envelope) of the record that first
-carried it. A record at another position with a known event_id is a duplicate (a producer retry, a
-resend). The *same* record seen again is a redelivery after a crash (at-least-once): it passes
-again, because its first pass may not have reached the output before the crash.
+The de-duplicator remembers, per event_id, the position of the record that first carried it
+(partition:offset, and the event's place in that record's envelope). A record at another position
+with a known event_id is a duplicate (a producer retry, a resend). The *same* record seen again is
+a redelivery after a crash (at-least-once): it passes again, because its first pass may not have
+reached the output before the crash.
 
 Event ids are remembered for `dedupe.retention` of event time (topology.yaml), then forgotten by
 `EventIdExpiry`: that retention bounds the table.

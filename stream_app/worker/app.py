@@ -181,7 +181,8 @@ class Pipeline:
         )
         self._swept_at: dict[int, int] = {}
         self.dedupe_expiry = EventIdExpiry(
-            partial(scan_partition, self.seen_event_ids),
+            # Its values are plain JSON lists ([position, event time]).
+            partial(scan_partition, self.seen_event_ids, decode_value=orjson.loads),
             self._forget_event_id,
             duration_ms(topology.dedupe.retention),
         )
