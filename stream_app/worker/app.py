@@ -126,6 +126,7 @@ class _TopicNames:
     resolved: str
     merges: str
     conflicts: str
+    dlq: str
 
     def __init__(self, topology: Topology) -> None:
         t, i = topology.topics, topology.internal_topics
@@ -137,6 +138,7 @@ class _TopicNames:
             ("resolved", t.resolved),
             ("merges", t.identity_merges),
             ("conflicts", t.identity_conflicts),
+            ("dlq", t.dlq),
         ]:
             object.__setattr__(self, name, spec.name)
 
@@ -169,7 +171,6 @@ class Pipeline:
         self._topics: dict[str, faust.TopicT] = {}
         t, internal = topology.topics, topology.internal_topics
         self.touchpoints = self._topic(t.touchpoints)
-        self.dlq = self._topic(t.dlq)
         self.control = self._topic(internal.control)
 
         self.seen_event_ids = self.app.Table(
@@ -259,6 +260,8 @@ class Pipeline:
         """Input partition -> wall clock when this worker first announced it."""
         self._read_to: dict[int, int] = {}
         """Input partition -> offset of the last record ingest took up."""
+        self._unacked_dlq: dict[int, tuple[Any, int, Any]] = {}
+        """Input partition -> (event, offset, delivery) of its newest DLQ record not yet acknowledged."""
         self._ingested: dict[int, int] = {}
         """Input partition -> newest event time in what ingest has added but not yet sent."""
         writers = {
@@ -341,6 +344,7 @@ class Pipeline:
     async def _send(self, stage: str) -> list[Any]:
         futures = await self._outboxes[stage].send()
         if stage == "ingest":
+            await self._remember_dlq()
             # After the send: a watermark announced from here on comes behind these events.
             for partition, newest in self._ingested.items():
                 before = self._newest.get(partition, (newest, 0))[0]
@@ -361,23 +365,31 @@ class Pipeline:
             t = outcome.event["event_time_ms"]
             self._ingested[message.partition] = max(t, self._ingested.get(message.partition, t))
         else:
-            await self._reject(event.value, outcome, message)
+            await self._reject(event, outcome)
 
-    async def _reject(self, raw: bytes | None, rejected: Rejected, message: Any) -> None:
+    async def _reject(self, event: Any, rejected: Rejected) -> None:
         """To the DLQ once per input position, also when the input is read again after a crash."""
+        message = event.message
         topic, partition, offset = message.topic, message.partition, message.offset
         if await self.dlq_ledger.recorded(partition, offset):
             self.metrics.dlq_repeats_skipped.inc()
             return
         self.metrics.events_dlq.labels(rejected.reason).inc()
         source = {"topic": topic, "partition": partition, "offset": offset}
-        record = self.ingestor.dlq_record(raw, rejected, source, self._now_ms())
-        sent = await self.dlq.send(
-            key=f"{topic}:{partition}:{offset}".encode(),
-            value=orjson.dumps(record),
-            partition=self.dlq_ledger.dlq_partition(partition),
-        )
-        self.dlq_ledger.remember(partition, offset, (await sent).offset)
+        record = self.ingestor.dlq_record(event.value, rejected, source, self._now_ms())
+        key = f"{topic}:{partition}:{offset}".encode()
+        dlq_partition = self.dlq_ledger.dlq_partition(partition)
+        sent = await self._produce(self._names.dlq, key, orjson.dumps(record), dlq_partition, None, None)
+        self._unacked_dlq[partition] = (event, offset, sent)
+
+    async def _remember_dlq(self) -> None:
+        """Once a batch's DLQ records are acknowledged: the newest per input partition, in the
+        ledger (a crash before this is caught up from the DLQ itself)."""
+        unacked, self._unacked_dlq = self._unacked_dlq, {}
+        for partition, (event, offset, sent) in unacked.items():
+            dlq_offset = (await sent).offset
+            with as_current(event):
+                self.dlq_ledger.remember(partition, offset, dlq_offset)
 
     def _accept(self, accepted: Accepted) -> None:
         event = accepted.event
