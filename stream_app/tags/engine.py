@@ -193,5 +193,3 @@ class TagEngine:
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
