@@ -26,7 +26,7 @@ import orjson
 from bench.procstat import vm_kib
 from stream_app.config import Topology, load_topology
 from stream_app.config.topology import duration_ms
-from stream_app.identity import IdentityResolver, IdentityRules, MappingIdentityStore
+from stream_app.identity import IdentityResolver, IdentityRules, MappingIdentityStore, Profile
 from stream_app.identity import records as identity_records
 from stream_app.ingest import Accepted, Ingestor, PiiHasher
 from stream_app.metrics import Metrics
@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 2000
 """Events between watermarks (as often as a `take(2000)` batch would announce one)."""
 FILL_TYPES = ("member_id", "phone", "unionid", "openid", "device_id")
+FILL_TIME_MS = 1_700_000_000_000
 
 
 def _partition(one_id: str, partitions: int) -> int:
@@ -123,15 +124,27 @@ class CoreRig:
             self.emitted += len(self.processor.advance(partition, newest - self.lateness_ms))
 
     def prefill(self, people: int, start: int = 0, seed: int = 1) -> None:
-        """`people` people already known: 2-6 identifiers each through the resolver (the real
-        graph and profiles), and a person state each (one shared template: only the tables' size
-        matters here, the filler people never come back)."""
+        """`people` people already known: 2-6 identifiers each, owned by a profile of their own
+        as `IdentityResolver` leaves a new person (written through the store's interface, which
+        is faster than resolving them: it matters at 1M), and a person state each (one shared
+        template: only the tables' size matters here, the filler people never come back)."""
         rng = random.Random(seed + start)
         template = {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": []}
-        resolve, states = self.resolver.resolve, self.states
+        store, states = self.resolver.store, self.states
         for n in range(start, start + people):
-            keys = [f"{FILL_TYPES[i % 5]}:fill-{n}-{i}" for i in range(rng.randint(2, 6))]
-            states[resolve(keys, f"fill-{n}", 1_700_000_000_000).one_id] = template
+            keys = filler_keys(n, rng.randint(2, 6))
+            profile = Profile(f"p_fill{n:011d}", FILL_TIME_MS)
+            for key in keys:
+                profile.add(key)
+                store.set_owner(key, profile.one_id)
+            profile.links.append([f"fill-{n}", FILL_TIME_MS, keys])
+            store.put_profile(profile)
+            states[profile.one_id] = template
+
+
+def filler_keys(n: int, count: int) -> list[str]:
+    """Identifier keys of filler person `n`, in the resolver's priority order of types."""
+    return [f"{FILL_TYPES[i % len(FILL_TYPES)]}:fill-{n}-{i}" for i in range(count)]
 
 
 def again(lines: list[bytes], suffix: str) -> list[bytes]:
@@ -177,6 +190,10 @@ def scale_costs(
     RocksDB, not on the Python heap, so collections walking a million dicts would be an artefact."""
     rig = CoreRig()
     base_rss, filled, done = vm_kib("self", "VmRSS"), 0, 0
+    # One pass unmeasured: the first events of a process pay for caches and lazy imports.
+    rig.feed(
+        generate(people=sample_people, days=1, seed=seed - 1, start=SAMPLE_START - timedelta(days=2)).lines
+    )
     out = []
     for people in sorted(populations):
         started = time.perf_counter()

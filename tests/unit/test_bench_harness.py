@@ -8,6 +8,7 @@ from pathlib import Path
 from bench import noise
 from bench.profile import summarize
 from bench.report import Results
+from stream_app.identity import IdentityResolver, MappingIdentityStore
 
 
 def test_spread_of_repeated_runs_is_range_over_median():
@@ -59,3 +60,22 @@ def test_profile_summary_counts_each_area_once_per_sample(tmp_path: Path):
     assert " 100.0%  faust (streams, agents, tables)" in text
     assert "  25.0%  JSON Schema (jsonschema, referencing)" in text
     assert "  75.0%  send (aiokafka/producer.py)" in text
+
+
+def test_filler_people_are_known_to_the_resolver_as_it_would_have_left_them():
+    """The cost rows write filler people through the store, not the resolver: if the two drift
+    apart, a filler person would be created again or merged here."""
+    from bench.core import CoreRig, filler_keys
+
+    rig = CoreRig()
+    rig.prefill(20)
+    resolver = rig.resolver
+    fresh = IdentityResolver(MappingIdentityStore(), resolver.rules)
+    for n in (0, 7, 19):
+        keys = [k for k in filler_keys(n, 6) if resolver.lookup(k) is not None]
+        known = resolver.resolve(keys, f"again-{n}", 1_800_000_000_000)
+        assert not known.created and not known.merges and not known.added
+        assert sorted(resolver.store.profile(known.one_id).identifier_keys()) == sorted(
+            fresh.store.profile(fresh.resolve(keys, f"new-{n}", 1).one_id).identifier_keys()
+        )
+    assert len(rig.states) == 20
