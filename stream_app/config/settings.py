@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Memory of each worker's identifier-map replica (RocksDB block cache, with its "
         "index, filter and write buffers charged to it); the map itself is on disk.",
     )
+    identity_replica_hot_keys: int = Field(
+        50_000,
+        ge=0,
+        description="Identifiers the replica keeps decoded in memory as well, per generation (at "
+        "most twice this many, ~200 bytes each): recently looked-up people skip RocksDB.",
+    )
     fast_rebalance: bool = Field(
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",

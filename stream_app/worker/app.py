@@ -209,6 +209,7 @@ class Pipeline:
             internal.identity_map.partitions,
             settings.data_dir / "state" / REPLICA_DIR,
             settings.identity_replica_memory_bytes,
+            settings.identity_replica_hot_keys,
             self.metrics.registry,
         )
         self.app.task(self.replica.run)

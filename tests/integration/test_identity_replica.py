@@ -182,7 +182,11 @@ def test_a_restarted_worker_resumes_its_replica_and_still_knows_everyone(env):
         wait_committed(
             run.bootstrap,
             run.settings.app_id,
-            [topo.topics.touchpoints.name, topo.internal_topics.events_by_id.name, topo.internal_topics.linker.name],
+            [
+                topo.topics.touchpoints.name,
+                topo.internal_topics.events_by_id.name,
+                topo.internal_topics.linker.name,
+            ],
         )
         built = sum(end_offsets(run.bootstrap, [identity_map]).values())
         _wait_metric(run, "stream_app_identity_replica_offset", built)
@@ -221,3 +225,30 @@ def _wait_metric(run, name: str, value: float, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{name} is {now}, not {value}, after {timeout}s")
         time.sleep(0.2)
+
+
+def test_a_running_replica_answers_the_latest_owner_of_an_identifier_it_looked_up_before(broker, tmp_path):
+    """Its hot keys follow the records it applies: no stale owner after a merge re-owned one."""
+    topic = f"idm-hot-{time.time_ns()}"
+    ensure_topics(broker.bootstrap, [TopicSpec(name=topic, partitions=PARTITIONS)])
+    first = _records(0, 50)
+    _produce(broker.bootstrap, topic, first)
+    replica = IdentityMapReplica(
+        [broker.bootstrap], topic, PARTITIONS, tmp_path / REPLICA_DIR, 8 * 2**20, 1000
+    )
+    keys = [key for _, key, _ in first]
+    seen: dict[str, list[str | None]] = {}
+    moved = _records(0, 10, owner=lambda n: f"p_{n + 1:016x}")
+
+    def looked_up_then_moved() -> bool:
+        if not seen and replica.metrics.offset._value.get() == len(first):
+            seen["before"] = [replica.get(key) for key in keys]
+            _produce(broker.bootstrap, topic, moved)
+        elif seen and replica.metrics.offset._value.get() == len(first) + len(moved):
+            seen["after"] = [replica.get(key) for key in keys]
+            return True
+        return False
+
+    _follow(replica, looked_up_then_moved)
+    assert seen["before"] == [_latest(first)[key] for key in keys]
+    assert seen["after"] == [_latest(first, moved)[key] for key in keys]
