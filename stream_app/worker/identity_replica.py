@@ -13,8 +13,9 @@ and for each partition the next offset to read, written in one WriteBatch per fe
 disagree. After a restart it reads on from those offsets, not from the topic's beginning; when the
 broker no longer holds what the store was built from, it empties the store and starts over
 (`stream_app.worker.replica_start` decides). Its memory is bounded by configuration: one block cache
-of `memory_bytes` holds data, index and filter blocks and is charged for the write buffers too;
-the map itself lives on disk.
+of `memory_bytes` holds data, index and filter blocks and is charged for the write buffers too,
+and `HotKeys` keeps at most 2 x `hot_keys` recently looked-up identifiers decoded; the map itself
+lives on disk (docs/architecture.md, State bounds).
 
 Faust's own GlobalTable is not used: it has open bugs with several workers (faust-streaming #283).
 """
