@@ -178,7 +178,7 @@ class PersonProcessor:
         last = previous["last_ms"] if previous else None
         # The person's own event time: the same whatever else shares the partition.
         now = t if last is None else max(t, last)
-        tags, changed = self.engine.apply(previous, event, now)
+        tags, changed, before, after = self.engine.step(previous, event, now)
         if tags is previous:
             return stored  # a replay: already applied
         self.metrics.tag_updates.inc(len(changed))
@@ -190,7 +190,6 @@ class PersonProcessor:
                 "changed": changed,
             }
             out.append(("profile_updates", one_id, update))
-        before, after = self.engine.read(previous, now), self.engine.read(tags, now)
         gap_days = None if last is None else (t - last) / DAY_MS
         rules, outcomes = self.rules.on_event(
             stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE)

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import rule_engine
 
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
-from stream_app.expressions import compile_expression
+from stream_app.expressions import Evaluator, compile_expression, evaluator
 
 KEYS_KEPT = 512
 AWAITED_KEPT = 50
@@ -117,7 +117,7 @@ def empty_state() -> dict[str, Any]:
 class _Rule:
     name: str
     spec: RuleSpec
-    condition: rule_engine.Rule | None
+    condition: Evaluator | None
     per_ms: int
     within_ms: int
 
@@ -133,7 +133,7 @@ class RuleEngine:
             _Rule(
                 name,
                 spec,
-                compile_expression(spec.condition) if spec.condition else None,
+                evaluator(compile_expression(spec.condition)) if spec.condition else None,
                 duration_ms(spec.limit.per) if spec.limit.per else 0,
                 duration_ms(spec.absent.within) if spec.absent else 0,
             )
@@ -384,9 +384,9 @@ def _clock(text: str) -> tuple[int, int]:
     return int(hours), int(minutes)
 
 
-def _holds(rule: rule_engine.Rule, context: Mapping[str, Any]) -> bool:
+def _holds(condition: Evaluator, context: Mapping[str, Any]) -> bool:
     try:
-        return bool(rule.evaluate(context))
+        return bool(condition(context))
     except rule_engine.errors.EvaluationError:
         return False  # e.g. a tag the event did not have: the condition does not hold
 

@@ -7,9 +7,12 @@ them at once (the property the tag tests check).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 WINDOW_KINDS = frozenset({"window_count", "window_sum"})
+MISSING: Any = object()
+"""A tag a person has no state for yet (`Kind.reader`)."""
 
 
 def _bucket(event_time_ms: int, bucket_ms: int) -> int:
@@ -91,6 +94,23 @@ class Kind:
             return state
         cutoff = now_ms - self.window_ms
         return {key: cell for key, cell in state.items() if int(key) + self.bucket_ms > cutoff}
+
+    def reader(self, by: bool) -> Callable[[Any, int], Any]:
+        """`read` with the kind decided once: `(state, now_ms) -> value`, the state `MISSING` for
+        a tag the person has none of (`read` of `initial()`)."""
+        k = self.kind
+        if k == "latest":
+            return lambda state, now_ms: None if state is MISSING or state is None else state[2]
+        if k == "sum":
+            return lambda state, now_ms: round(0.0 if state is MISSING else (state or 0.0), 6)
+        if k == "count":
+            return lambda state, now_ms: 0 if state is MISSING else state
+        if k == "set":
+            return lambda state, now_ms: [] if state is MISSING else state
+        if not self.windowed:  # min, max
+            return lambda state, now_ms: None if state is MISSING else state
+        read = self.read
+        return lambda state, now_ms: read({} if state is MISSING else state, now_ms, by)
 
     def read(self, state: Any, now_ms: int, by: bool) -> Any:
         k = self.kind
