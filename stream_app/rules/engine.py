@@ -146,6 +146,14 @@ class RuleEngine:
         self.history_ms = max([self.coupon_window_ms, *(per for _, per in self.channel_caps.values())])
         self.awaited = {r.spec.absent.event_type for r in self.rules if r.spec.absent}
         self.awaited_ms = max([r.within_ms for r in self.rules], default=0) * 4
+        # The rules an event of a type may trigger, in declaration order: most rules name one
+        # type, so most events try one or two rules, not every one.
+        self._any_type = [r for r in self.rules if r.spec.when.event_type is None]
+        named = {t for r in self.rules for t in (r.spec.when.event_type or ())}
+        self._by_type = {
+            t: [r for r in self.rules if r.spec.when.event_type is None or t in r.spec.when.event_type]
+            for t in named
+        }
 
     # -- events ------------------------------------------------------------------------------
 
@@ -176,15 +184,16 @@ class RuleEngine:
             seen = [x for x in state["awaited"].get(event["event_type"], []) if x > t - self.awaited_ms]
             state["awaited"][event["event_type"]] = sorted({*seen, t})[-AWAITED_KEPT:]
         outcomes: list[Outcome] = []
-        context = condition_context(event, before, after, gap_days)
-        for rule in self.rules:
+        context: dict[str, Any] | None = None
+        for rule in self._by_type.get(event["event_type"], self._any_type):
             w = rule.spec.when
-            if w.event_type is not None and event["event_type"] not in w.event_type:
-                continue
             if w.channel is not None and event["channel"] not in w.channel:
                 continue
-            if rule.condition is not None and not _holds(rule.condition, context):
-                continue
+            if rule.condition is not None:
+                if context is None:
+                    context = condition_context(event, before, after, gap_days)
+                if not _holds(rule.condition, context):
+                    continue
             trigger = _trigger(event)
             if rule.spec.absent is not None:
                 known = any(
