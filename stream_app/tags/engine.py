@@ -92,6 +92,7 @@ class TagEngine:
     def __init__(self, stored: list[_Stored], derived: list[_Derived]):
         self.stored = stored
         self.derived = derived  # in dependency order
+        self._plan = [(tag, tag.kind.kind in ("sum", "window_sum"), tag.kind.windowed) for tag in stored]
         self._readers: dict[str, Callable[[Any, int], Any]] = {
             tag.name: tag.kind.reader(tag.by is not None) for tag in stored
         }
@@ -180,11 +181,10 @@ class TagEngine:
         tags = dict(state["tags"])
         event_time_ms = int(event["event_time_ms"])
         changed: set[str] = set()
-        for tag in self.stored:
+        for tag, numeric, windowed in self._plan:
             if not tag.matches(event):
                 continue
             value = _get(event, tag.field) if tag.field else None
-            numeric = tag.kind.kind in ("sum", "window_sum")
             if tag.field and (value is None or (numeric and not _number(value))):
                 continue
             sub_key = "" if tag.by is None else str(_get(event, tag.by) or "")
@@ -192,7 +192,8 @@ class TagEngine:
                 continue
             before = tags.get(tag.name)
             after = tag.kind.update(before, value, sub_key, event_time_ms, event_id, now_ms)
-            after = tag.kind.expire(after, now_ms)
+            if windowed:  # (other kinds never expire)
+                after = tag.kind.expire(after, now_ms)
             if after != before:
                 tags[tag.name] = after
                 changed.add(tag.name)

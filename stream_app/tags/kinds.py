@@ -49,8 +49,12 @@ class Kind:
         if k == "max":
             return value if state is None or value > state else state
         if k == "latest":
-            candidate = [event_time_ms, event_id, value]
-            return candidate if state is None or candidate[:2] > state[:2] else state
+            if state is None:
+                return [event_time_ms, event_id, value]
+            # [event_time_ms, event_id] > state[:2], as lists compare, without making them
+            at, known = state[0], state[1]
+            newer = event_time_ms > at if event_time_ms != at else event_id != known and event_id > known
+            return [event_time_ms, event_id, value] if newer else state
         if k == "set":
             items = set(state or ())
             items.add(value)
@@ -121,9 +125,9 @@ class Kind:
         if not self.windowed:
             return state
         totals: dict[str, float] = {}
-        cutoff = now_ms - self.window_ms
+        oldest = now_ms - self.window_ms - self.bucket_ms  # a bucket counts while it ends after the cutoff
         for key, cell in (state or {}).items():
-            if int(key) + self.bucket_ms > cutoff and int(key) <= now_ms:
+            if oldest < int(key) <= now_ms:
                 for sub, value in cell.items():
                     totals[sub] = totals.get(sub, 0) + value
         if k == "window_sum":
