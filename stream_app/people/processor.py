@@ -168,7 +168,7 @@ class PersonProcessor:
                 stored = self._fire(one_id, stored, due, out)
             else:
                 break
-        self._save(one_id, stored, partition)
+        self._save(one_id, stored, partition, due)
 
     def _apply(
         self, one_id: str, stored: dict[str, Any], event: dict[str, Any], out: list[Emit]
@@ -275,12 +275,13 @@ class PersonProcessor:
     def _load(self, one_id: str) -> dict[str, Any]:
         return {**empty_person(), **(self.states.get(one_id) or {})}
 
-    def _save(self, one_id: str, stored: dict[str, Any], partition: int) -> None:
+    def _save(self, one_id: str, stored: dict[str, Any], partition: int, rules_due: int | None) -> None:
+        """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""
         self.states[one_id] = stored
-        dues = [self.rules.next_due(stored["rules"])]
+        due = rules_due
         if stored["held"]:
-            dues.append(int(stored["held"][0]["event_time_ms"]))
-        due = min((d for d in dues if d is not None), default=None)
+            held_due = int(stored["held"][0]["event_time_ms"])
+            due = held_due if due is None else min(due, held_due)
         if due is None:
             if one_id in self.timers:
                 del self.timers[one_id]

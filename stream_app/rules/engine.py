@@ -253,8 +253,8 @@ class RuleEngine:
 
     def next_due(self, state: dict[str, Any] | None) -> int | None:
         """The earliest event time at which `on_time` has something to do."""
-        if not state:
-            return None
+        if not state or not (state["pending"] or state["deferred"]):
+            return None  # most people, most of the time
         times = [p["deadline_ms"] for p in state["pending"]] + [d["due_ms"] for d in state["deferred"]]
         return min(times) if times else None
 
