@@ -200,7 +200,8 @@ def main() -> None:
             + " ".join(f"{x:.1f}" for x in runs[part])
         )
     wall = statistics.median(walls)
-    print(f"{'total':10} {total:8.2f} CPU = {1e6 / total:,.0f} events/s   (wall {wall:.2f} = {1e6 / wall:,.0f}/s)")
+    rates = f"{1e6 / total:,.0f} events/s   (wall {wall:.2f} = {1e6 / wall:,.0f}/s)"
+    print(f"{'total':10} {total:8.2f} CPU = {rates}")
     if outputs:
         print("outputs: " + ", ".join(f"{k} {v:,}" for k, v in sorted(outputs.items())))
 
