@@ -28,11 +28,12 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration
 
-## Benchmarks, each beside its ceiling measured in the same run (medians; machines are noisy).
+## One table: raw and Faust ceilings, the pipeline (new and known people), the pure core and its
+## per-event cost at 10k/100k/1M people, medians of 3 runs, < 10 min (bench/README.md; knobs in
+## BENCH_ARGS, e.g. BENCH_ARGS="--quick" or "--json bench.json --profile /tmp/warm.txt").
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python bench/bench_identity.py
-	$(BIN)/python bench/bench_tags.py
-	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## The chaos test alone (also part of `make test`): two workers SIGKILLed at random while input flows,
 ## checked by an independent verifier (STREAM_APP_SOAK=1: bigger and longer, ~13 min;

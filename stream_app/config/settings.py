@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     producer_linger: float = Field(
         0.005, ge=0, le=1, description="Seconds a producer batch may wait to fill (Kafka's linger)."
     )
+    identity_replica_memory_bytes: int = Field(
+        64 * 2**20,
+        ge=8 * 2**20,
+        description="Memory of each worker's identifier-map replica (RocksDB block cache, with its "
+        "index, filter and write buffers charged to it); the map itself is on disk.",
+    )
+    identity_replica_hot_keys: int = Field(
+        50_000,
+        ge=0,
+        description="Identifiers the replica keeps decoded in memory as well, per generation (at "
+        "most twice this many, ~200 bytes each): recently looked-up people skip RocksDB.",
+    )
     fast_rebalance: bool = Field(
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",

@@ -35,6 +35,8 @@ class _Frozen(BaseModel):
 class TopicSpec(_Frozen):
     name: TopicName
     partitions: Annotated[int, Field(ge=1, le=10_000)]
+    config: dict[str, str] = Field(default_factory=dict)
+    """Kafka topic configs set when stream_app creates the topic (an existing topic is left as is)."""
 
 
 class Topics(_Frozen):
@@ -62,6 +64,18 @@ class InternalTopics(_Frozen):
         if value.partitions != 1:
             raise ValueError("the identity linker is a single writer: partitions must be 1")
         return value
+
+    @field_validator("identity_map")
+    @classmethod
+    def _compacted(cls, value: TopicSpec) -> TopicSpec:
+        """Compacted, and only that: each identifier's latest owner must outlive any retention, since
+        a worker's replica may have to rebuild from the topic's beginning."""
+        policy = value.config.get("cleanup.policy", "compact")
+        if policy != "compact":
+            raise ValueError(
+                f"cleanup.policy must be compact (not {policy!r}): retention would drop old owners"
+            )
+        return value.model_copy(update={"config": {**value.config, "cleanup.policy": policy}})
 
 
 class Identifiers(_Frozen):

@@ -121,6 +121,9 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _first_duplicate(raw: bytes) -> str | None:
     """Exact and slow (stdlib json, a hook per object); only for messages the count cannot clear.
 
+    The one use of the stdlib json in ingest: orjson has no hook that sees an object's key pairs
+    before it keeps the last. None of the sample generator's 5,853 lines (2,000 people) comes here.
+
     Safe to recurse: `shape_problem` has bounded the depth before.
     """
     try:

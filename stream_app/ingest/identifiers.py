@@ -6,6 +6,9 @@ digit, deny-listed values) are dropped: a junk identifier shared by thousands of
 otherwise merge thousands of people into one. So is a value holding a control character (NUL, ESC,
 DEL, C1; surrounding whitespace is trimmed first): it is a broken producer's buffer, not an id, and
 stripping the character instead could link it to a real one.
+
+Phone parsing (libphonenumber) is the dearest step of ingest, and the same shoppers come back within
+minutes, so `normalize_phone` keeps its last `PHONE_CACHE_SIZE` answers (an LRU, per process).
 """
 
 from __future__ import annotations
@@ -13,12 +16,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import phonenumbers
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_CHARS = re.compile(r"^[+0-9()\s.-]{5,32}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+PHONE_CACHE_SIZE = 32_768
+"""Bound of the phone cache, in entries (raw spelling and region to E.164 or None): ~9 MB when full
+(~275 bytes an entry with its key, measured with tracemalloc). The entries are raw phone numbers,
+so personal data, but only in this process's memory: never written to state, a topic, a log or a
+metric, and gone when the process exits."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,12 @@ def normalize_phone(raw: str, region: str) -> str | None:
     '+8613800138000'
     """
     if not _PHONE_CHARS.match(raw):
-        return None
+        return None  # before the cache: only what may be a phone (at most 32 characters) is kept
+    return _parse_phone(raw, region)
+
+
+@lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _parse_phone(raw: str, region: str) -> str | None:
     digits = re.sub(r"\D", "", raw)
     if len(set(digits)) <= 1:  # 00000000000, 11111111111: placeholders, not phones
         return None

@@ -7,6 +7,7 @@ that stays correct on the embedded Tansu broker, whose ListOffsets(latest) is no
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stream_app.config.topology import TopicSpec
 from stream_app.control import CONTROL_HEADER, Marker, StageDone
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,26 @@ class KafkaToolError(RuntimeError):
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+    """Create the topics that do not exist yet, with their `config`; returns the names created.
+
+    An existing topic is left as it is, but one whose config differs from its spec's (say an
+    identity map created before it had to be compacted) is named in a warning.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=10).topics
+    specs = list(specs)
+    for problem in _config_differences(admin, [s for s in specs if s.name in existing and s.config]):
+        log.warning("%s", problem)
     wanted = [s for s in specs if s.name not in existing]
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication) for s in wanted],
+        [
+            NewTopic(
+                s.name, num_partitions=s.partitions, replication_factor=replication, config=dict(s.config)
+            )
+            for s in wanted
+        ],
         operation_timeout=10,
     )
     created = []
@@ -64,6 +79,25 @@ def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int =
             if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise KafkaToolError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def _config_differences(admin: AdminClient, specs: list[TopicSpec]) -> list[str]:
+    if not specs:
+        return []
+    futures = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs])
+    found = {resource.name: future.result(timeout=10) for resource, future in futures.items()}
+    problems = []
+    for spec in specs:
+        for key, wanted in sorted(spec.config.items()):
+            entry = found[spec.name].get(key)
+            actual = entry.value if entry is not None else "unset"
+            if actual != wanted:
+                problems.append(
+                    f"topic {spec.name} has {key}={actual}, not {wanted}: stream_app leaves existing topics "
+                    f"as they are; set it with kafka-configs.sh --alter --entity-type topics "
+                    f"--entity-name {spec.name} --add-config {key}={wanted}"
+                )
+    return problems
 
 
 def require_topic(bootstrap: str, topic: str) -> int:

@@ -168,7 +168,7 @@ class PersonProcessor:
                 stored = self._fire(one_id, stored, due, out)
             else:
                 break
-        self._save(one_id, stored, partition)
+        self._save(one_id, stored, partition, due)
 
     def _apply(
         self, one_id: str, stored: dict[str, Any], event: dict[str, Any], out: list[Emit]
@@ -178,7 +178,7 @@ class PersonProcessor:
         last = previous["last_ms"] if previous else None
         # The person's own event time: the same whatever else shares the partition.
         now = t if last is None else max(t, last)
-        tags, changed = self.engine.apply(previous, event, now)
+        tags, changed, before, after = self.engine.step(previous, event, now)
         if tags is previous:
             return stored  # a replay: already applied
         self.metrics.tag_updates.inc(len(changed))
@@ -190,7 +190,6 @@ class PersonProcessor:
                 "changed": changed,
             }
             out.append(("profile_updates", one_id, update))
-        before, after = self.engine.read(previous, now), self.engine.read(tags, now)
         gap_days = None if last is None else (t - last) / DAY_MS
         rules, outcomes = self.rules.on_event(
             stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE)
@@ -276,12 +275,13 @@ class PersonProcessor:
     def _load(self, one_id: str) -> dict[str, Any]:
         return {**empty_person(), **(self.states.get(one_id) or {})}
 
-    def _save(self, one_id: str, stored: dict[str, Any], partition: int) -> None:
+    def _save(self, one_id: str, stored: dict[str, Any], partition: int, rules_due: int | None) -> None:
+        """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""
         self.states[one_id] = stored
-        dues = [self.rules.next_due(stored["rules"])]
+        due = rules_due
         if stored["held"]:
-            dues.append(int(stored["held"][0]["event_time_ms"]))
-        due = min((d for d in dues if d is not None), default=None)
+            held_due = int(stored["held"][0]["event_time_ms"])
+            due = held_due if due is None else min(due, held_due)
         if due is None:
             if one_id in self.timers:
                 del self.timers[one_id]

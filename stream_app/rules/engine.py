@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import rule_engine
 
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
-from stream_app.expressions import compile_expression
+from stream_app.expressions import Evaluator, compile_expression, evaluator
 
 KEYS_KEPT = 512
 AWAITED_KEPT = 50
@@ -117,7 +117,7 @@ def empty_state() -> dict[str, Any]:
 class _Rule:
     name: str
     spec: RuleSpec
-    condition: rule_engine.Rule | None
+    condition: Evaluator | None
     per_ms: int
     within_ms: int
 
@@ -133,7 +133,7 @@ class RuleEngine:
             _Rule(
                 name,
                 spec,
-                compile_expression(spec.condition) if spec.condition else None,
+                evaluator(compile_expression(spec.condition)) if spec.condition else None,
                 duration_ms(spec.limit.per) if spec.limit.per else 0,
                 duration_ms(spec.absent.within) if spec.absent else 0,
             )
@@ -146,6 +146,14 @@ class RuleEngine:
         self.history_ms = max([self.coupon_window_ms, *(per for _, per in self.channel_caps.values())])
         self.awaited = {r.spec.absent.event_type for r in self.rules if r.spec.absent}
         self.awaited_ms = max([r.within_ms for r in self.rules], default=0) * 4
+        # The rules an event of a type may trigger, in declaration order: most rules name one
+        # type, so most events try one or two rules, not every one.
+        self._any_type = [r for r in self.rules if r.spec.when.event_type is None]
+        named = {t for r in self.rules for t in (r.spec.when.event_type or ())}
+        self._by_type = {
+            t: [r for r in self.rules if r.spec.when.event_type is None or t in r.spec.when.event_type]
+            for t in named
+        }
 
     # -- events ------------------------------------------------------------------------------
 
@@ -176,15 +184,16 @@ class RuleEngine:
             seen = [x for x in state["awaited"].get(event["event_type"], []) if x > t - self.awaited_ms]
             state["awaited"][event["event_type"]] = sorted({*seen, t})[-AWAITED_KEPT:]
         outcomes: list[Outcome] = []
-        context = condition_context(event, before, after, gap_days)
-        for rule in self.rules:
+        context: dict[str, Any] | None = None
+        for rule in self._by_type.get(event["event_type"], self._any_type):
             w = rule.spec.when
-            if w.event_type is not None and event["event_type"] not in w.event_type:
-                continue
             if w.channel is not None and event["channel"] not in w.channel:
                 continue
-            if rule.condition is not None and not _holds(rule.condition, context):
-                continue
+            if rule.condition is not None:
+                if context is None:
+                    context = condition_context(event, before, after, gap_days)
+                if not _holds(rule.condition, context):
+                    continue
             trigger = _trigger(event)
             if rule.spec.absent is not None:
                 known = any(
@@ -244,8 +253,8 @@ class RuleEngine:
 
     def next_due(self, state: dict[str, Any] | None) -> int | None:
         """The earliest event time at which `on_time` has something to do."""
-        if not state:
-            return None
+        if not state or not (state["pending"] or state["deferred"]):
+            return None  # most people, most of the time
         times = [p["deadline_ms"] for p in state["pending"]] + [d["due_ms"] for d in state["deferred"]]
         return min(times) if times else None
 
@@ -384,9 +393,9 @@ def _clock(text: str) -> tuple[int, int]:
     return int(hours), int(minutes)
 
 
-def _holds(rule: rule_engine.Rule, context: Mapping[str, Any]) -> bool:
+def _holds(condition: Evaluator, context: Mapping[str, Any]) -> bool:
     try:
-        return bool(rule.evaluate(context))
+        return bool(condition(context))
     except rule_engine.errors.EvaluationError:
         return False  # e.g. a tag the event did not have: the condition does not hold
 

@@ -7,9 +7,12 @@ them at once (the property the tag tests check).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 WINDOW_KINDS = frozenset({"window_count", "window_sum"})
+MISSING: Any = object()
+"""A tag a person has no state for yet (`Kind.reader`)."""
 
 
 def _bucket(event_time_ms: int, bucket_ms: int) -> int:
@@ -46,8 +49,12 @@ class Kind:
         if k == "max":
             return value if state is None or value > state else state
         if k == "latest":
-            candidate = [event_time_ms, event_id, value]
-            return candidate if state is None or candidate[:2] > state[:2] else state
+            if state is None:
+                return [event_time_ms, event_id, value]
+            # [event_time_ms, event_id] > state[:2], as lists compare, without making them
+            at, known = state[0], state[1]
+            newer = event_time_ms > at if event_time_ms != at else event_id != known and event_id > known
+            return [event_time_ms, event_id, value] if newer else state
         if k == "set":
             items = set(state or ())
             items.add(value)
@@ -92,6 +99,23 @@ class Kind:
         cutoff = now_ms - self.window_ms
         return {key: cell for key, cell in state.items() if int(key) + self.bucket_ms > cutoff}
 
+    def reader(self, by: bool) -> Callable[[Any, int], Any]:
+        """`read` with the kind decided once: `(state, now_ms) -> value`, the state `MISSING` for
+        a tag the person has none of (`read` of `initial()`)."""
+        k = self.kind
+        if k == "latest":
+            return lambda state, now_ms: None if state is MISSING or state is None else state[2]
+        if k == "sum":
+            return lambda state, now_ms: round(0.0 if state is MISSING else (state or 0.0), 6)
+        if k == "count":
+            return lambda state, now_ms: 0 if state is MISSING else state
+        if k == "set":
+            return lambda state, now_ms: [] if state is MISSING else state
+        if not self.windowed:  # min, max
+            return lambda state, now_ms: None if state is MISSING else state
+        read = self.read
+        return lambda state, now_ms: read({} if state is MISSING else state, now_ms, by)
+
     def read(self, state: Any, now_ms: int, by: bool) -> Any:
         k = self.kind
         if k == "latest":
@@ -101,9 +125,9 @@ class Kind:
         if not self.windowed:
             return state
         totals: dict[str, float] = {}
-        cutoff = now_ms - self.window_ms
+        oldest = now_ms - self.window_ms - self.bucket_ms  # a bucket counts while it ends after the cutoff
         for key, cell in (state or {}).items():
-            if int(key) + self.bucket_ms > cutoff and int(key) <= now_ms:
+            if oldest < int(key) <= now_ms:
                 for sub, value in cell.items():
                     totals[sub] = totals.get(sub, 0) + value
         if k == "window_sum":

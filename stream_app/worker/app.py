@@ -59,7 +59,7 @@ from stream_app.tags.engine import TagEngine
 from stream_app.worker import faust_recovery_fix
 from stream_app.worker.broker_monitor import BrokerMonitor, WorkerTopics
 from stream_app.worker.dlq_ledger import DlqLedger
-from stream_app.worker.identity_replica import IdentityMapReplica
+from stream_app.worker.identity_replica import REPLICA_DIR, IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
@@ -226,6 +226,10 @@ class Pipeline:
             bootstrap,
             internal.identity_map.name,
             internal.identity_map.partitions,
+            settings.data_dir / "state" / REPLICA_DIR,
+            settings.identity_replica_memory_bytes,
+            settings.identity_replica_hot_keys,
+            self.metrics.registry,
         )
         self.app.task(self.replica.run)
 
