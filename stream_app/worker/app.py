@@ -63,7 +63,14 @@ from stream_app.worker.identity_replica import REPLICA_DIR, IdentityMapReplica
 from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
-from stream_app.worker.runtime import Outbox, as_current, batches, envelope_items
+from stream_app.worker.runtime import (
+    BATCH_MAX,
+    ENVELOPES_MAX,
+    Outbox,
+    as_current,
+    batches,
+    envelope_items,
+)
 from stream_app.worker.table_scan import scan_partition
 
 log = logging.getLogger(__name__)
@@ -335,7 +342,7 @@ class Pipeline:
     ) -> None:
         """Every stage's agent: batches in; control records handled here, once, behind what the
         batch sent before them; records to `handle`, which adds what it decides to the outbox."""
-        async for events in batches(stream):
+        async for events in batches(stream, BATCH_MAX if stage == "ingest" else ENVELOPES_MAX):
             for event in events:
                 with as_current(event):
                     if is_control(event.headers):

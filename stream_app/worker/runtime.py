@@ -31,9 +31,15 @@ from stream_app.control import CONTROL_HEADER
 
 CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
 BATCH_MAX = 1_000
-"""Records a stage takes from its input at most at once."""
+"""Input records ingest takes at most at once."""
+ENVELOPES_MAX = 64
+"""Envelopes a later stage takes at most at once (each up to `ENVELOPE_MAX_BYTES`): what bounds a
+batch, and the outputs it holds until it ends, to ~16 MiB of events."""
 BATCH_WITHIN_S = 0.02
 """How long a stage waits for a batch to fill: the latency a quiet input pays per hop."""
+ENVELOPE_MAX_BYTES = 256 * 1024
+"""An envelope is closed (and the next item starts another) at this size: well under the 1 MiB
+a Kafka producer sends in one request by default, however many fat records a batch took."""
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -79,9 +85,10 @@ def as_current(event: Any) -> Iterator[None]:
 class Outbox:
     """What a stage decided while handling records, kept in order until `send` sends it.
 
-    `add` files a record for a topic; for an enveloped topic the item joins the envelope of its
-    key's partition (or the partition given). Records to one partition keep the order they were
-    added in, envelopes included, which is all Kafka orders anyway.
+    `add` files a record for a topic; for an enveloped topic the item joins the open envelope of its
+    key's partition (or the partition given), or starts the next one when that one is full
+    (`max_bytes`). Records to one partition keep the order they were added in, envelopes
+    included, which is all Kafka orders anyway.
     """
 
     send_record: Callable[..., Awaitable[Any]]
@@ -89,8 +96,10 @@ class Outbox:
     partitions: dict[str, int]
     """Topic -> partition count, for every topic the stage writes."""
     enveloped: frozenset[str]
+    max_bytes: int = ENVELOPE_MAX_BYTES
     _pending: list[tuple[str, bytes | None, bytes | list[bytes], int | None]] = field(default_factory=list)
-    _open: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+    _open: dict[tuple[str, int], tuple[list[bytes], list[int]]] = field(default_factory=dict)
+    """(topic, partition) -> the envelope still taking items: its items, and its size in a list."""
 
     def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         if topic not in self.enveloped:
@@ -99,11 +108,12 @@ class Outbox:
         if partition is None:
             assert key is not None, f"an item for {topic} needs a key or a partition"
             partition = partition_for(key, self.partitions[topic])
-        items = self._open.get((topic, partition))
-        if items is None:
-            items = self._open[(topic, partition)] = []
-            self._pending.append((topic, None, items, partition))
-        items.append(value)
+        envelope = self._open.get((topic, partition))
+        if envelope is None or envelope[1][0] + len(value) + 1 > self.max_bytes:
+            envelope = self._open[(topic, partition)] = ([], [0])
+            self._pending.append((topic, None, envelope[0], partition))
+        envelope[0].append(value)
+        envelope[1][0] += len(value) + 1
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -124,9 +134,15 @@ class Outbox:
             await self.send_record(topic, None, value, target, None, CONTROL_HEADERS)
 
 
+CHANGELOG_BUFFER_MAX = 10_000
+"""Table changelog records Faust holds before it makes the stream wait (its default, 100, is
+below what one batch writes, and it logged a warning per input record while it waited)."""
+
+
 async def batches(
     stream: Any, max_records: int = BATCH_MAX, within: float = BATCH_WITHIN_S
 ) -> AsyncIterator[list[Any]]:
     """The stream's events in batches; Faust acks (and may then commit) a batch after the loop body."""
+    stream.app.producer.buffer.max_messages = CHANGELOG_BUFFER_MAX
     async for events in stream.take_events(max_records, within):
         yield events

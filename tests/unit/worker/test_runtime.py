@@ -76,3 +76,16 @@ def test_an_outbox_sent_empties_and_starts_new_envelopes():
     outbox.add("inner", None, b"2", partition=0)
     asyncio.run(outbox.send())
     assert [v for _, _, v, _, _ in producer.sent] == [b"1", b"2"]
+
+
+def test_a_full_envelope_is_closed_and_the_items_go_on_in_the_next():
+    producer = Producer()
+    outbox = Outbox(producer.send, {"inner": 1}, frozenset({"inner"}), max_bytes=20)
+    items = [b"%09d" % n for n in range(7)]  # 9 bytes each, 10 with the separator: two a record
+    for item in items:
+        outbox.add("inner", None, item, partition=0)
+    asyncio.run(outbox.send())
+    envelopes = [envelope_items(v) for _, _, v, _, _ in producer.sent]
+    assert [len(e) for e in envelopes] == [2, 2, 2, 1]
+    assert [item for e in envelopes for item in e] == items
+    assert all(len(v) <= 20 for _, _, v, _, _ in producer.sent)
