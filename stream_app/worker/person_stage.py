@@ -17,7 +17,7 @@ from stream_app.metrics import Metrics
 from stream_app.people.processor import Emit, PersonProcessor
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
-from stream_app.worker.runtime import Outbox
+from stream_app.worker.runtime import Outbox, envelope_items
 
 
 class PersonStage:
@@ -33,6 +33,7 @@ class PersonStage:
         clock: Callable[[], float] = time.time,
     ):
         self.outbox = outbox
+        self.metrics = metrics
         self.topics = topics
         """The processor's outputs -> topic names."""
         self.states = app.Table("person-state", partitions=partitions, key_type=str, help="one_id -> state")
@@ -54,8 +55,12 @@ class PersonStage:
     async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
         self.processor.forget_timer_index()
 
-    def handle(self, record: dict[str, Any], partition: int) -> None:
-        self._add(self.processor.handle(record, partition))
+    async def handle(self, record: Any) -> None:
+        """One envelope of person-events: events, merge notices, people handed on."""
+        partition = record.message.partition
+        for value in envelope_items(record.value):
+            with self.metrics.tags_seconds.time():
+                self._add(self.processor.handle(orjson.loads(value), partition))
 
     def advance(self, partition: int, watermark_ms: int) -> None:
         self._add(self.processor.advance(partition, watermark_ms))

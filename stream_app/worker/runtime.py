@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
+from stream_app.config import Topology
 from stream_app.control import CONTROL_HEADER
 
 CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
@@ -79,6 +80,34 @@ def as_current(event: Any) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The names of the topics stages write through their outboxes, from the topology."""
+
+    events_by_id: str
+    linker: str
+    person_events: str
+    identity_map: str
+    resolved: str
+    merges: str
+    conflicts: str
+    dlq: str
+
+    @classmethod
+    def of(cls, topology: Topology) -> TopicNames:
+        t, i = topology.topics, topology.internal_topics
+        return cls(
+            events_by_id=i.events_by_id.name,
+            linker=i.linker.name,
+            person_events=i.person_events.name,
+            identity_map=i.identity_map.name,
+            resolved=t.resolved.name,
+            merges=t.identity_merges.name,
+            conflicts=t.identity_conflicts.name,
+            dlq=t.dlq.name,
+        )
 
 
 @dataclass

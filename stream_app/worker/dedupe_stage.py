@@ -1,0 +1,109 @@
+"""The de-duplication stage's Faust adapter, with the identity fast path.
+
+Whether an event_id was seen is decided by `stream_app.ingest.dedupe` over the `event-ids` table
+(bounded by `dedupe.retention`, swept by `EventIdExpiry`). A first delivery whose identifiers the
+worker's replica of the identifier map already knows as one person is resolved here; any other
+goes to the linker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import faust
+import orjson
+
+from stream_app.identity import records as identity_records
+from stream_app.identity.resolver import known_owner
+from stream_app.ingest.dedupe import (
+    EventIdExpiry,
+    is_first_delivery,
+    position,
+    recorded_position,
+    remembered,
+)
+from stream_app.metrics import Metrics
+from stream_app.worker.identity_replica import IdentityMapReplica
+from stream_app.worker.link_stage import publish_resolved
+from stream_app.worker.runtime import Outbox, TopicNames, envelope_items
+from stream_app.worker.table_scan import scan_partition
+
+SWEEP_INTERVAL_MS = 1_000
+"""How often, at most, each de-duplication partition walks on through its keys to expire them."""
+
+
+class DedupeStage:
+    def __init__(
+        self,
+        app: faust.App,
+        partitions: int,
+        retention_ms: int,
+        replica: IdentityMapReplica,
+        outbox: Outbox,
+        names: TopicNames,
+        metrics: Metrics,
+        now_ms: Callable[[], int],
+    ):
+        self.seen_event_ids = app.Table(
+            "event-ids",
+            partitions=partitions,
+            key_type=str,
+            help="event_id -> [position of the record that first carried it, event time]; "
+            "bounded by dedupe.retention of event time",
+        )
+        self.expiry = EventIdExpiry(
+            # Its values are plain JSON lists ([position, event time]).
+            partial(scan_partition, self.seen_event_ids, decode_value=orjson.loads),
+            self._forget,
+            retention_ms,
+        )
+        self.replica = replica
+        self.outbox = outbox
+        self.names = names
+        self.metrics = metrics
+        self.now_ms = now_ms
+        self._swept_at: dict[int, int] = {}
+
+    async def handle(self, record: Any) -> None:
+        message = record.message
+        for index, value in enumerate(envelope_items(record.value)):
+            event = orjson.loads(value)
+            event_id = event["event_id"]
+            here = position(message.partition, message.offset, index)
+            if not is_first_delivery(recorded_position(self.seen_event_ids.get(event_id)), here):
+                self.metrics.events_duplicate.inc()
+                continue
+            # Decided before remembering; the outbox is flushed before the input offset is
+            # committed, and a redelivery of this same record passes again (at-least-once).
+            self._to_identity(value, event)
+            self.seen_event_ids[event_id] = remembered(here, int(event["event_time_ms"]))
+            self.expiry.added(message.partition)
+            self.metrics.events_out.inc()
+
+    def _to_identity(self, value: bytes, event: dict[str, Any]) -> None:
+        """Resolve here when the replica already knows the answer; otherwise ask the linker."""
+        one_id = known_owner(self.replica.get, identity_records.event_keys(event))
+        if one_id is None:
+            self.outbox.add(self.names.linker, None, value, partition=0)
+            return
+        self.metrics.identity_fast_path.inc()
+        publish_resolved(self.outbox, self.names, event, one_id)
+
+    def sweep(self, partition: int, watermark_ms: int) -> None:
+        """Within a record of `partition` (Faust writes the deletions to that changelog partition);
+        at most once a second per partition, however many writers send it watermarks."""
+        wall = self.now_ms()
+        if wall - self._swept_at.get(partition, 0) < SWEEP_INTERVAL_MS:
+            return
+        self._swept_at[partition] = wall
+        self.expiry.sweep(partition, watermark_ms)
+        self.metrics.dedupe_event_ids.set(sum(self.expiry.sizes.values()))
+
+    def forget_cursors(self) -> None:
+        self.expiry.forget_cursors()
+
+    def _forget(self, event_id: Any) -> None:
+        del self.seen_event_ids[event_id]
+        self.metrics.dedupe_event_ids_expired.inc()

@@ -1,0 +1,175 @@
+"""The stage graph at run time: one agent loop for every stage, and the control records between them.
+
+Each stage (`IngestStage`, `DedupeStage`, `LinkStage`, `PersonStage`) handles its records and adds
+what it decides to its outbox (`stream_app.worker.runtime`). This module owns everything else, once
+for all of them: taking batches, making each record Faust's current event, sending the outbox when
+the batch ends and before any control record, and passing watermarks and progress markers along
+the graph (`stream_app.control`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import faust
+
+from stream_app.config import Topology
+from stream_app.control import (
+    Barrier,
+    Marker,
+    StageDone,
+    Watermark,
+    WatermarkTracker,
+    decode_control,
+    is_control,
+)
+from stream_app.worker.dedupe_stage import DedupeStage
+from stream_app.worker.ingest_stage import IngestStage
+from stream_app.worker.person_stage import PersonStage
+from stream_app.worker.runtime import BATCH_MAX, ENVELOPES_MAX, Outbox, TopicNames, as_current, batches
+
+HEARTBEAT_MS = 5_000
+"""An unchanged watermark is repeated this often, for stages that restarted and forgot it."""
+
+
+class Stage(Protocol):
+    outbox: Outbox
+
+    async def handle(self, record: Any) -> None: ...
+
+
+class StageRunner:
+    """Runs ingest → dedupe → link → people (`Topology.stage_inputs`, the one declaration of the
+    order) as Faust agents, with their watermarks and markers."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        topology: Topology,
+        names: TopicNames,
+        stages: dict[str, Stage],
+        control: faust.TopicT,
+        topic: Callable[[Any], faust.TopicT],
+        now_ms: Callable[[], int],
+    ):
+        self.app = app
+        self.stages = stages
+        self.ingest: IngestStage = stages["ingest"]  # type: ignore[assignment]
+        self.dedupe: DedupeStage = stages["dedupe"]  # type: ignore[assignment]
+        self.people: PersonStage = stages["people"]  # type: ignore[assignment]
+        self.control = control
+        self.now_ms = now_ms
+        self.inputs = dict(topology.stage_inputs())
+        order = list(self.inputs)
+        self.next_stage = dict(zip(order, [*order[1:], None], strict=True))
+        self.barriers = {name: Barrier() for name in order}
+        parts = {name: spec.partitions for name, spec in self.inputs.items()}
+        writers = {
+            stage: [f"{stage}:{p}" for p in range(parts[stage])] for stage in ("ingest", "dedupe", "link")
+        }
+        # Whose watermarks each stage's partitions wait for: the stages that write to its input.
+        self.trackers = {
+            "dedupe": [WatermarkTracker(writers["ingest"]) for _ in range(parts["dedupe"])],
+            "link": [WatermarkTracker(writers["dedupe"]) for _ in range(parts["link"])],
+            "people": [WatermarkTracker(writers["dedupe"] + writers["link"]) for _ in range(parts["people"])],
+        }
+        self.downstream = {
+            "ingest": [names.events_by_id],
+            "dedupe": [names.linker, names.person_events],
+            "link": [names.person_events],
+        }
+        self._announced: dict[str, tuple[int, bool, int]] = {}
+        for stage in stages:
+            app.agent(topic(self.inputs[stage]), name=stage)(self._agent(stage))
+
+    def _agent(self, stage: str) -> Callable[[faust.StreamT], Any]:
+        async def run(stream: faust.StreamT) -> None:
+            await self._run(stage, stream)
+
+        return run
+
+    async def _run(self, stage: str, stream: faust.StreamT) -> None:
+        """Batches in; control records handled here, behind what the batch sent before them;
+        records to the stage, which adds what it decides to its outbox."""
+        handle = self.stages[stage].handle
+        async for events in batches(stream, BATCH_MAX if stage == "ingest" else ENVELOPES_MAX):
+            for event in events:
+                with as_current(event):
+                    if is_control(event.headers):
+                        await self.send(stage)
+                        await self._on_control(stage, event.message.partition, event.value)
+                    else:
+                        await handle(event)
+            await self.send(stage)
+
+    async def send(self, stage: str) -> None:
+        await self.stages[stage].outbox.send()
+        if stage == "ingest":
+            await self.ingest.sent()
+
+    # -- watermarks ---------------------------------------------------------------------------
+
+    async def announce_input_watermarks(self) -> None:
+        """A Faust timer: each input partition's event time, to the stage after ingest."""
+        for mark in self.ingest.watermarks():
+            await self._pass_on("ingest", mark)
+
+    async def _on_watermark(self, stage: str, partition: int, mark: Watermark) -> None:
+        now = self.trackers[stage][partition].observe(mark)
+        if now is None:
+            return
+        if stage == "people":
+            self.people.advance(partition, now)
+            await self.send(stage)
+            return
+        if stage == "dedupe":
+            self.dedupe.sweep(partition, now)
+        # Never passed on as idle: a stage whose inputs were idle may be busy with records
+        # behind them by the time others hear of it. Only an input partition can be idle.
+        await self._pass_on(stage, Watermark(f"{stage}:{partition}", now))
+
+    async def _pass_on(self, stage: str, mark: Watermark) -> None:
+        """To every partition this stage writes to, when it moved (or as a heartbeat)."""
+        wall = self.now_ms()
+        t, idle, at = self._announced.get(mark.writer, (None, None, 0))
+        if (t, idle) == (mark.t, mark.idle) and wall - at < HEARTBEAT_MS:
+            return
+        self._announced[mark.writer] = (mark.t, mark.idle, wall)
+        for topic in self.downstream[stage]:
+            await self.stages[stage].outbox.send_control(topic, mark.encode())
+
+    # -- progress markers --------------------------------------------------------------------
+
+    async def _on_control(self, stage: str, partition: int, value: bytes) -> None:
+        control = decode_control(value)
+        if isinstance(control, Watermark):
+            if stage != "ingest":  # nobody sends watermarks into the input; ignore strays
+                await self._on_watermark(stage, partition, control)
+            return
+        await self._on_marker(stage, partition, control)
+
+    async def _on_marker(self, stage: str, partition: int, marker: Marker) -> None:
+        stage = marker.stage or stage
+        if not self.barriers[stage].observe(partition, marker):
+            return
+        handed_on = 0
+        reader = "people" if stage == "people-settle" else stage
+        if reader == "people":
+            if marker.close_event_time:
+                self.people.close_event_time(partition)
+            await self.send(reader)
+            # What was handed on before the first round's markers is ahead of them; what came
+            # after may not be, and the run needs another round behind it.
+            handed_on = self.people.take_handed_on(partition)
+        await self.app.producer.flush()  # everything sent before the marker is on the broker
+        next_stage = self.next_stage[stage]
+        sources = self.inputs[stage].partitions
+        if next_stage is not None:
+            downstream = self.inputs[next_stage].name
+            forwarded = Marker(marker.run, marker.close_event_time, partition, sources, next_stage).encode()
+            await self.stages[reader].outbox.send_control(downstream, forwarded)
+        else:
+            done = StageDone(marker.run, stage, partition, sources, forwarded=handed_on)
+            await self.control.send(value=done.encode(), partition=0)
+        await self.app.producer.flush()
