@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers.aiokafka import server_list
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -252,7 +253,10 @@ class Pipeline:
             while a rebalance is going on and while the broker is unreachable (a readiness probe)."""
 
             async def get(self, request: Request) -> Response:
-                assigned = len(app.consumer.assignment())
+                try:
+                    assigned = len(app.consumer.assignment())
+                except ConsumerNotStarted:  # asked while the worker starts (a probe does not wait)
+                    assigned = 0
                 recovered = app.tables.recovery.completed.is_set()
                 broker_up = broker.up
                 ready = bool(assigned) and recovered and not app.rebalancing and broker_up
