@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import mode
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers.aiokafka import server_list
 from faust.web import Request, Response, View
@@ -77,6 +78,10 @@ def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
         "topic_partitions": topology.topics.touchpoints.partitions,
         "consumer_auto_offset_reset": "earliest",
         "processing_guarantee": "at_least_once",
+        # An agent that raises stops the worker (exit, log, restart by whoever runs it) instead of
+        # leaving a live process whose stage no longer reads: Faust's default supervisor left one
+        # stalled after a crash. At-least-once makes the restart safe.
+        "agent_supervisor": mode.CrashingSupervisor,
         "table_standby_replicas": 0,
         "producer_linger": settings.producer_linger,
     }
