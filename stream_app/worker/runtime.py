@@ -127,8 +127,10 @@ class Outbox:
     enveloped: frozenset[str]
     max_bytes: int = ENVELOPE_MAX_BYTES
     _pending: list[tuple[str, bytes | None, bytes | list[bytes], int | None]] = field(default_factory=list)
-    _open: dict[tuple[str, int], tuple[list[bytes], list[int]]] = field(default_factory=dict)
-    """(topic, partition) -> the envelope still taking items: its items, and its size in a list."""
+    _open: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
+    """(topic, partition) -> the items of the envelope still taking them."""
+    _open_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> that envelope's size so far, separators included."""
 
     def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         if topic not in self.enveloped:
@@ -137,19 +139,21 @@ class Outbox:
         if partition is None:
             assert key is not None, f"an item for {topic} needs a key or a partition"
             partition = partition_for(key, self.partitions[topic])
-        envelope = self._open.get((topic, partition))
-        if envelope is None or envelope[1][0] + len(value) + 1 > self.max_bytes:
-            envelope = self._open[(topic, partition)] = ([], [0])
-            self._pending.append((topic, None, envelope[0], partition))
-        envelope[0].append(value)
-        envelope[1][0] += len(value) + 1
+        where = (topic, partition)
+        items = self._open.get(where)
+        if items is None or self._open_bytes[where] + len(value) + 1 > self.max_bytes:
+            items = self._open[where] = []
+            self._open_bytes[where] = 0
+            self._pending.append((topic, None, items, partition))
+        items.append(value)
+        self._open_bytes[where] += len(value) + 1
 
     def __len__(self) -> int:
         return len(self._pending)
 
     async def send(self) -> list[asyncio.Future[Any]]:
         """Hand everything to the producer, in order; returns the delivery futures (not awaited)."""
-        pending, self._pending, self._open = self._pending, [], {}
+        pending, self._pending, self._open, self._open_bytes = self._pending, [], {}, {}
         futures = []
         for topic, key, value, partition in pending:
             payload = b"\n".join(value) if isinstance(value, list) else value
