@@ -72,6 +72,10 @@ class Profile:
     links: list[list[Any]] = field(default_factory=list)
     """Evidence: [event_id, event_time_ms, [identifier keys]] of each event that added identifiers
     or merged profiles, enough to rebuild the identity graph with networkx."""
+    merged: list[str] = field(default_factory=list)
+    """The one_ids merged into this person, directly or along a chain (at most one per identifier
+    held: each merged profile brought at least one). The person stage applies an event only once it
+    has taken in each one's state, so a replay cannot be counted in two fragments."""
 
     def identifier_keys(self) -> Iterable[str]:
         for id_type, values in self.ids.items():
@@ -96,8 +100,17 @@ class Profile:
         return (self.created_ms, self.one_id) < (other.created_ms, other.one_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"one_id": self.one_id, "created_ms": self.created_ms, "ids": self.ids, "links": self.links}
+        data = {"one_id": self.one_id, "created_ms": self.created_ms, "ids": self.ids, "links": self.links}
+        if self.merged:
+            data["merged"] = self.merged
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Profile:
-        return cls(data["one_id"], data["created_ms"], dict(data["ids"]), list(data.get("links", [])))
+        return cls(
+            data["one_id"],
+            data["created_ms"],
+            dict(data["ids"]),
+            list(data.get("links", [])),
+            list(data.get("merged", [])),  # (absent from profiles written before it was kept)
+        )

@@ -7,6 +7,15 @@ from typing import Any
 from stream_app.identity.model import identifier_key, split_key
 from stream_app.identity.resolver import Conflict, Merge
 
+FRAGMENTS_PREFIX = "~merged:"
+"""Identifier-map key of a survivor's merged one_ids (`~merged:<one_id>` -> JSON list): beside the
+identifier keys (`type:value`, never starting with `~`), so workers' replicas know them too."""
+
+
+def fragments_key(one_id: str) -> str:
+    """Where the identifier map keeps the one_ids merged into `one_id` (`Profile.merged`)."""
+    return FRAGMENTS_PREFIX + one_id
+
 
 def event_keys(event: dict[str, Any]) -> list[str]:
     """Identifier keys of a normalised event, in priority order."""

@@ -128,6 +128,11 @@ class IdentityResolver:
         """The one_id an identifier resolves to now, if any."""
         return self.store.owner(key)
 
+    def fragments(self, one_id: str) -> list[str]:
+        """The one_ids merged into `one_id` so far (what its person stage must have taken in)."""
+        profile = self.store.profile(one_id)
+        return profile.merged if profile is not None else []
+
     def resolve(self, keys: Iterable[str], event_id: str, event_time_ms: int) -> Resolution:
         keys = keys if isinstance(keys, list) else list(keys)
         owner = self.store.owner
@@ -220,6 +225,7 @@ class IdentityResolver:
         for id_type, values in merged.ids.items():
             survivor.ids.setdefault(id_type, []).extend(values)
         survivor.links.extend(merged.links)
+        survivor.merged.extend([*merged.merged, merged.one_id])
         self.store.delete_profile(merged.one_id)
         self.store.set_alias(merged.one_id, survivor.one_id)
         return Merge(survivor.one_id, merged.one_id, tuple(group.event_keys), event_id, event_time_ms)

@@ -2,7 +2,8 @@
 
 Records come from `stream-app-person-events` (key one_id):
 
-    {"kind": "event", "event": {... one_id ...}}        hold the event until event time passes it
+    {"kind": "event", "event": {... one_id ...}, "after": [M, ...]}   hold the event until event
+                                                         time passes it (and the fragments M are in)
     {"kind": "merge", "one_id": S, "merged_one_id": M}   (key M) M's state leaves for S's partition
     {"kind": "absorb", "one_id": S, "merged_one_id": M, "state": ...}   (key S) S takes it in
 
@@ -21,8 +22,11 @@ allowed lateness (`allowed_lateness` in topology.yaml; `0s` applies events about
 A person's state (`states`) holds their tags, rule state (limits, contact history, open windows,
 deferred alerts, decided keys), held events and recent actions; tags and rules merge commutatively,
 so limits follow a person across an identity merge. A merged one_id is remembered (`aliases`) and
-later events naming it go on to the survivor. People with something due are indexed in `timers`, so
-the watermark passing a deadline acts even if that person never comes back.
+later events naming it go on to the survivor. An event from the linker names in `after` the one_ids
+merged into its person so far: it waits until the person has taken in each one's state, so a replay
+whose first pass went to a fragment (merged since) is recognised there instead of counted twice.
+People with something due are indexed in `timers`, so the watermark passing a deadline acts even if
+that person never comes back.
 
 Every method returns what to send as `Emit` tuples (output, key, value); the caller sends them.
 """
@@ -48,6 +52,8 @@ RECENT_ACTIONS = 20
 END_OF_TIME = 2**62
 LATE = "late_behind_watermark_ms"
 """Set on a late event while it is applied: the watermark it arrived behind."""
+AFTER = "after_absorbing"
+"""Set on a held event that waits for merged fragments' states: the one_ids still to come."""
 
 
 def _iso(ms: int) -> str:
@@ -56,6 +62,11 @@ def _iso(ms: int) -> str:
 
 def _order(event: dict[str, Any]) -> tuple[int, str]:
     return int(event["event_time_ms"]), event["event_id"]
+
+
+def _waiting(event: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Whether a held event still waits for a merged fragment's state."""
+    return any(m not in stored["absorbed"] for m in event.get(AFTER, ()))
 
 
 def empty_person() -> dict[str, Any]:
@@ -98,7 +109,7 @@ class PersonProcessor:
         out: list[Emit] = []
         kind = record["kind"]
         if kind == "event":
-            self._event(record["event"], partition, out)
+            self._event(record["event"], partition, out, record.get("after"))
         elif kind == "merge":
             self._merge(record, out)
         elif kind == "absorb":
@@ -133,11 +144,16 @@ class PersonProcessor:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _event(self, event: dict[str, Any], partition: int, out: list[Emit]) -> None:
+    def _event(
+        self, event: dict[str, Any], partition: int, out: list[Emit], after: list[str] | None = None
+    ) -> None:
         one_id = event["one_id"]
         survivor = self.aliases.get(one_id)
         if survivor is not None:
-            out.append(("person_events", survivor, {"kind": "event", "event": {**event, "one_id": survivor}}))
+            forward: dict[str, Any] = {"kind": "event", "event": {**event, "one_id": survivor}}
+            if after:
+                forward["after"] = after
+            out.append(("person_events", survivor, forward))
             return
         t = int(event["event_time_ms"])
         self._newest[partition] = max(t, self._newest.get(partition, t))
@@ -145,6 +161,9 @@ class PersonProcessor:
         stored = self._load(one_id)
         if any(h["event_id"] == event["event_id"] for h in stored["held"]):
             return  # a replay of an event still held
+        missing = [m for m in after or () if m not in stored["absorbed"]]
+        if missing:
+            event = {**event, AFTER: missing}  # held, late or not, until those states are in
         if t < watermark:
             self.metrics.tags_late_events.inc()
             event = {**event, LATE: watermark}  # applied at once; rules see where time stands
@@ -161,9 +180,15 @@ class PersonProcessor:
             held = stored["held"]
             next_event = int(held[0]["event_time_ms"]) if held else None
             due = self.rules.next_due(stored["rules"])
+            if next_event is not None and _waiting(held[0], stored):
+                # It and all after it wait for a fragment's state; what is due before it goes.
+                until_ms, next_event = min(until_ms, next_event), None
             if next_event is not None and next_event < until_ms and (due is None or next_event <= due):
                 # An event at a deadline's very moment comes first: it may close the window.
-                stored = self._apply(one_id, {**stored, "held": held[1:]}, held[0], out)
+                event = held[0]
+                if AFTER in event:
+                    event = {k: v for k, v in event.items() if k != AFTER}
+                stored = self._apply(one_id, {**stored, "held": held[1:]}, event, out)
             elif due is not None and due < until_ms:
                 stored = self._fire(one_id, stored, due, out)
             else:
@@ -225,13 +250,15 @@ class PersonProcessor:
 
     def _merge(self, record: dict[str, Any], out: list[Emit]) -> None:
         merged, survivor = record["merged_one_id"], record["one_id"]
-        stored = self.states.get(merged)
-        if stored is not None:
-            # Send before forgetting: a crash in between sends again, and the absorb is idempotent.
-            absorb = {"kind": "absorb", "one_id": survivor, "merged_one_id": merged, "state": stored}
-            out.append(("person_events", survivor, absorb))
-            self.states.pop(merged, None)
-            self.timers.pop(merged, None)
+        if merged in self.aliases:
+            return  # a replay: its state has left already
+        # Even with no state: the survivor's events wait for every fragment's absorb (`after`).
+        stored = self.states.get(merged) or empty_person()
+        # Send before forgetting: a crash in between sends again, and the absorb is idempotent.
+        absorb = {"kind": "absorb", "one_id": survivor, "merged_one_id": merged, "state": stored}
+        out.append(("person_events", survivor, absorb))
+        self.states.pop(merged, None)
+        self.timers.pop(merged, None)
         self.aliases[merged] = survivor
 
     def _absorb(self, record: dict[str, Any], partition: int, out: list[Emit]) -> None:
@@ -243,6 +270,10 @@ class PersonProcessor:
         stored, incoming = self._load(target), {**empty_person(), **record["state"]}
         merged_id = record["merged_one_id"]
         if merged_id in stored["absorbed"]:
+            return
+        if incoming == empty_person():  # a fragment with nothing yet: only its name is taken in
+            stored = {**stored, "absorbed": sorted({*stored["absorbed"], merged_id})}
+            self._advance(target, stored, partition, self.now_ms(partition), out)
             return
         lasts = [s["tags"]["last_ms"] for s in (stored, incoming) if s["tags"] and s["tags"]["last_ms"]]
         now = max(lasts, default=0)
@@ -279,7 +310,7 @@ class PersonProcessor:
         """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""
         self.states[one_id] = stored
         due = rules_due
-        if stored["held"]:
+        if stored["held"] and not _waiting(stored["held"][0], stored):  # (an absorb wakes a waiting one)
             held_due = int(stored["held"][0]["event_time_ms"])
             due = held_due if due is None else min(due, held_due)
         if due is None:

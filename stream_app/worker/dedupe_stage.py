@@ -72,24 +72,31 @@ class DedupeStage:
             event = orjson.loads(value)
             event_id = event["event_id"]
             here = position(message.partition, message.offset, index)
-            if not is_first_delivery(recorded_position(self.seen_event_ids.get(event_id)), here):
+            recorded = recorded_position(self.seen_event_ids.get(event_id))
+            if not is_first_delivery(recorded, here):
                 self.metrics.events_duplicate.inc()
                 continue
             # Decided before remembering; the outbox is flushed before the input offset is
             # committed, and a redelivery of this same record passes again (at-least-once).
-            self._to_identity(value, event)
+            self._to_identity(value, event, redelivered=recorded is not None)
             self.seen_event_ids[event_id] = remembered(here, int(event["event_time_ms"]))
             self.expiry.added(message.partition)
             self.metrics.events_out.inc()
 
-    def _to_identity(self, value: bytes, event: dict[str, Any]) -> None:
-        """Resolve here when the replica already knows the answer; otherwise ask the linker."""
-        one_id = known_owner(self.replica.get, identity_records.event_keys(event))
+    def _to_identity(self, value: bytes, event: dict[str, Any], redelivered: bool) -> None:
+        """Resolve here when the replica already knows the answer; otherwise ask the linker.
+
+        Either way the person stage is told which fragments the person must have taken in first
+        (`after`). A redelivery always asks the linker: its first pass may have gone to a person
+        merged since, and the replica may not have heard of that merge yet."""
+        one_id = None if redelivered else known_owner(self.replica.get, identity_records.event_keys(event))
         if one_id is None:
             self.outbox.add(self.names.linker, None, value, partition=0)
             return
         self.metrics.identity_fast_path.inc()
-        publish_resolved(self.outbox, self.names, event, one_id)
+        fragments = self.replica.get(identity_records.fragments_key(one_id))
+        after = orjson.loads(fragments) if fragments else None
+        publish_resolved(self.outbox, self.names, event, one_id, after)
 
     def sweep(self, partition: int, watermark_ms: int) -> None:
         """Within a record of `partition` (Faust writes the deletions to that changelog partition);

@@ -138,6 +138,26 @@ def test_evidence_keeps_the_linking_events(make_resolver):
     assert sorted(link[0] for link in links) == ["e1", "e2", "e3"]
 
 
+def test_a_person_names_every_fragment_merged_into_it_along_a_chain(make_resolver):
+    r = make_resolver()
+    a = r.resolve(["member_id:M1"], "e1", 100).one_id
+    b = r.resolve(["phone:h:p1"], "e2", 200).one_id
+    c = r.resolve(["email:h:m1"], "e3", 300).one_id
+    assert r.fragments(a) == []
+    assert r.resolve(["phone:h:p1", "email:h:m1"], "e4", 400).one_id == b  # c into b
+    assert r.resolve(["member_id:M1", "phone:h:p1"], "e5", 500).one_id == a  # b (with c) into a
+    assert sorted(r.fragments(a)) == sorted([b, c])
+    assert r.fragments(b) == []  # merged: no profile of its own any more
+
+
+def test_a_profile_stored_before_fragments_were_kept_still_loads():
+    from stream_app.identity.model import Profile
+
+    old = {"one_id": "p_1", "created_ms": 1, "ids": {"member_id": ["M1"]}, "links": []}
+    assert Profile.from_dict(old).merged == []
+    assert Profile.from_dict(old).to_dict() == old
+
+
 def _components(events):
     graph = nx.Graph()
     for keys in events:

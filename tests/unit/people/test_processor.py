@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from stream_app.config import load_topology
 from stream_app.config.topology import duration_ms
 from stream_app.metrics import Metrics
-from stream_app.people.processor import PersonProcessor
+from stream_app.people.processor import PersonProcessor, empty_person
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from tests.unit.rules.test_rules import DAY, MIN, T
@@ -141,14 +141,63 @@ def test_every_hand_on_along_a_merge_chain_is_counted_where_it_leaves():
     proc = processor()
     feed(proc, [event("o3", "p3", "order_paid", T, properties={"amount": 7})], partition=3)
     ((_, _, absorb),) = proc.handle({"kind": "merge", "one_id": "p2", "merged_one_id": "p3"}, 3)
-    assert proc.handle({"kind": "merge", "one_id": "p1", "merged_one_id": "p2"}, 2) == []
+    # p2 has no state yet: only its name goes on (p1's events wait for every fragment's absorb).
+    ((_, _, empty),) = proc.handle({"kind": "merge", "one_id": "p1", "merged_one_id": "p2"}, 2)
+    assert (empty["merged_one_id"], empty["state"]) == ("p2", empty_person())
     ((output, key, handed_on),) = proc.handle(absorb, 2)
     assert (output, key, handed_on["one_id"]) == ("person_events", "p1", "p1")
-    assert (proc.take_handed_on(3), proc.take_handed_on(2), proc.take_handed_on(0)) == (1, 1, 0)
+    assert (proc.take_handed_on(3), proc.take_handed_on(2), proc.take_handed_on(0)) == (1, 2, 0)
     assert proc.take_handed_on(3) == 0  # counted once
     proc.handle(handed_on, 0)
     proc.close_event_time(0)
     assert proc.profile("p1")["tags"]["order_count"] == 1
+    assert proc.profile("p1")["events_waiting_for_event_time"] == 0
+
+
+def _replay_reaching_the_survivor_first(after: list[str] | None) -> PersonProcessor:
+    """o1 applied at p2 (partition 2); p2 merges into p1 (partition 1); a replay of o1, resolved
+    to p1 by then, reaches p1 before p2's state does."""
+    proc = processor()
+    order = event("o1", "p2", "order_paid", T, properties={"amount": 7})
+    feed(proc, [order], partition=2)
+    proc.advance(2, T + 1)
+    ((_, _, absorb),) = proc.handle({"kind": "merge", "one_id": "p1", "merged_one_id": "p2"}, 2)
+    feed(proc, [event("v1", "p1", "product_view", T - MIN)], partition=1)
+    proc.advance(1, T + 1)
+    proc.handle({"kind": "event", "event": {**order, "one_id": "p1"}, "after": after}, 1)
+    proc.advance(1, T + 2)
+    proc.handle(absorb, 1)
+    proc.close_event_time(1)
+    return proc
+
+
+def test_a_replay_reaching_the_survivor_before_its_fragment_waits_for_it_and_counts_once():
+    proc = _replay_reaching_the_survivor_first(after=["p2"])
+    assert proc.profile("p1")["tags"]["order_count"] == 1
+    assert proc.profile("p1")["events_waiting_for_event_time"] == 0
+
+
+def test_without_naming_the_fragment_the_same_replay_counts_twice():
+    """Why the linker names the fragments: the survivor alone cannot know the replay was seen."""
+    proc = _replay_reaching_the_survivor_first(after=None)
+    assert proc.profile("p1")["tags"]["order_count"] == 2
+
+
+def test_an_event_waiting_for_a_fragment_lets_earlier_deadlines_fire_and_is_applied_on_its_absorb():
+    proc = processor()
+    feed(proc, [event("c1", "p1", "add_to_cart", T)], partition=1)  # opens a cart window
+    proc.advance(1, T + 1)
+    later = T + 3 * DAY
+    feed(proc, [event("o1", "p1", "order_paid", later)], partition=1)
+    proc.handle({"kind": "event", "event": event("o2", "p1", "order_paid", later + 1), "after": ["p9"]}, 1)
+    out = proc.advance(1, later + 10)  # the cart deadline (before o2) fires; o2 and after wait
+    assert [rule for rule, _ in actions(out)] == ["cart_abandon"]
+    assert proc.profile("p1")["tags"]["order_count"] == 1
+    assert proc.profile("p1")["events_waiting_for_event_time"] == 1
+    assert proc.close_event_time(1) == []  # still waiting: nothing due loops on it
+    absorb = {"kind": "absorb", "one_id": "p1", "merged_one_id": "p9", "state": empty_person()}
+    proc.handle(absorb, 1)
+    assert proc.profile("p1")["tags"]["order_count"] == 2
     assert proc.profile("p1")["events_waiting_for_event_time"] == 0
 
 
