@@ -43,6 +43,8 @@ PROBE_SAFETY = 0.6
 PIPELINE_OVERHEAD_S = 30.0
 """Worker start, warm-up and end-of-run markers of one pipeline run, beside its events."""
 PROBE = 2000
+SKEWED_SHARE = 0.25
+"""A worker of two that read less of the input than this did not halve the other's work: say so."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -213,6 +215,13 @@ def main(argv: list[str] | None = None) -> Results:
                         + f" ({left():.0f} s of budget left)"
                     )
                 monitor.sample()
+            for n, shares in enumerate(results.shares):
+                if min(shares) < SKEWED_SHARE:
+                    results.notes.append(
+                        f"two workers, run {n + 1}: one worker read {min(shares):.0%} of the input "
+                        "(keyless records go to partitions in batches): that run's rate is nearer one "
+                        "worker's"
+                    )
             if n_pipeline < len(lines) and pipelines:
                 results.notes.append(
                     f"pipeline rows on the first {n_pipeline:,} events, {state_people:,} people "

@@ -25,7 +25,7 @@ from stream_app.config import load_topology
 from stream_app.runner import LocalRun
 
 WORKERS = 2
-OVERHEAD_S = 45.0
+OVERHEAD_S = 30.0
 """A second worker's start and the group's rebalance, beside one worker's start and markers."""
 INPUT_METRIC = "stream_app_messages_in_total"
 
