@@ -263,7 +263,8 @@ def cold_then_warm(
 ) -> tuple[Timed, Timed, list[bytes]]:
     """On a started `LocalRun` (one worker or several, all ready): `WARMUP` events and
     `finish_input` first, then the cold phase and the warm phase, each timed from its first event
-    produced to `finish_input` returning. Each worker's peak RSS is read after each phase (VmHWM,
+    produced to `finish_input` returning, the phases' lines spread over the input partitions
+    (`stream_spread`). Each worker's peak RSS is read after each phase (VmHWM,
     started again between them). Returns the phases and the lines the cold phase took."""
     pids = [run.workers[index].pid for index in sorted(run.workers)]
     run.stream_events(lines[:WARMUP])
@@ -271,26 +272,52 @@ def cold_then_warm(
     started = time.perf_counter()
     if plan is not None:
         probe = min(len(lines), WARMUP + 2000)
-        run.stream_events(lines[WARMUP:probe])
+        stream_spread(run, lines[WARMUP:probe])
         run.finish_input(close_event_time=False, timeout=600)
         rate = (probe - WARMUP) / (time.perf_counter() - started)
         lines = lines[: max(probe, min(len(lines), plan(rate)))]
-        run.stream_events(lines[probe:])
+        stream_spread(run, lines[probe:])
     else:
-        run.stream_events(lines[WARMUP:])
+        stream_spread(run, lines[WARMUP:])
     run.finish_input(close_event_time=False, timeout=900)
     cold = Timed(len(lines) - WARMUP, time.perf_counter() - started)
     _read_peaks(cold, pids)
     known = again(lines, "-again")
     spy = _py_spy(pids[0], profile) if profile is not None else None
     started = time.perf_counter()
-    run.stream_events(known)
+    stream_spread(run, known)
     run.finish_input(close_event_time=False, timeout=900)
     warm = Timed(len(known), time.perf_counter() - started)
     if spy is not None:
         _stop_spy(spy)
     _read_peaks(warm, pids)
     return cold, warm, lines
+
+
+def stream_spread(run: LocalRun, lines: list[bytes]) -> None:
+    """Produce `lines` to the input topic round-robin over its partitions (no key, as
+    `LocalRun.stream_events`). Its producer places keyless records in sticky batches (librdkafka
+    keeps one partition for ~10 ms), so a burst of a few thousand lines lands in one or two of the
+    eight partitions, and one of two workers would get nearly all of it (seen: 1% / 99%); a live
+    feed, spread over time and producers, fills every partition, and so does this."""
+    spec = run.topology.topics.touchpoints
+    producer = make_producer(run.bootstrap)
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for n, line in enumerate(lines):
+        while True:
+            try:
+                producer.produce(spec.name, value=line, partition=n % spec.partitions, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60) or errors:
+        raise BenchError(f"input not delivered: {len(producer)} queued, errors {errors[:3]}")
 
 
 def _read_peaks(phase: Timed, pids: list[int]) -> None:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.procstat import tree_size, vm_kib
-from bench.rows import WARMUP, bench_settings, delete_topics, isolated_topology
+from bench.rows import WARMUP, bench_settings, delete_topics, isolated_topology, stream_spread
 from stream_app.config import load_topology
 from stream_app.runner import LocalRun
 
@@ -110,7 +110,7 @@ def worker_memory(
             sent, point = WARMUP, min(len(lines), WARMUP + PROBE)
             while True:
                 chunk_started = time.perf_counter()
-                run.stream_events(lines[sent:point])
+                stream_spread(run, lines[sent:point])
                 run.finish_input(close_event_time=False, timeout=900)
                 rate = (point - sent) / (time.perf_counter() - chunk_started)
                 sent = point
