@@ -4,10 +4,11 @@
                     [--profile PATH] [--populations 10000,100000,1000000]
 
 Rows, in this order: the pure core in-process and its per-event cost at growing populations (no
-broker; the machine is quietest before the broker rows start), then `runs` rounds of raw ceiling,
-Faust ceiling and pipeline (cold, then warm), interleaved so that noise hits every row alike.
-The pipeline and the pure core get what is left of `--budget` seconds: if they are too slow to
-take every event in it, they run on the first N events and the table says so.
+broker; the machine is quietest before the broker rows start), one worker's memory against the
+number of people (once), then `runs` rounds of raw ceiling, Faust ceiling, pipeline on one worker
+and on two (cold, then warm), interleaved so that noise hits every row alike. The pipelines and the
+pure core get what is left of `--budget` seconds: if they are too slow to take every event in it,
+they run on the first N events and the table says so.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from bench import noise, rows
+from bench import noise, rows, two_workers
 from bench.core import core_rate, scale_costs
 from bench.procstat import child_running, vm_kib
-from bench.report import Results, render
+from bench.report import Results, memory_line, render
+from bench.worker_memory import SHARE as worker_memory_share
+from bench.worker_memory import worker_memory
 from stream_app.io.broker import EmbeddedBroker, tansu_binary
 from stream_app.sample import generate
 
@@ -40,6 +43,8 @@ PROBE_SAFETY = 0.6
 PIPELINE_OVERHEAD_S = 30.0
 """Worker start, warm-up and end-of-run markers of one pipeline run, beside its events."""
 PROBE = 2000
+SKEWED_SHARE = 0.25
+"""A worker of two that read less of the input than this did not halve the other's work: say so."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,7 +58,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="20,000 events, 2 runs, up to 100k people")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--profile", type=Path, help="py-spy the worker during the last warm phase")
-    parser.add_argument("--skip", default="", help="rows to leave out: core,scale,raw,faust,pipeline")
+    parser.add_argument(
+        "--skip", default="", help="rows to leave out: core,scale,memory,raw,faust,pipeline,two"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.runs, args.budget = 20_000, 2, 240.0
@@ -78,7 +85,7 @@ def distinct_people(lines: list[bytes], truth: dict[str, str]) -> list[int]:
 
 def main(argv: list[str] | None = None) -> Results:
     args = parse(argv)
-    console = Console(width=None if Console().is_terminal else 140)
+    console = Console(width=None if Console().is_terminal else 160)
     skip = set(filter(None, args.skip.split(",")))
     started = time.monotonic()
     left = lambda: args.budget - (time.monotonic() - started)  # noqa: E731
@@ -132,13 +139,23 @@ def main(argv: list[str] | None = None) -> Results:
         console.print(f"({left():.0f} s of budget left)")
         monitor.sample()
 
-    # -- broker rows, interleaved -------------------------------------------------------------------
+    # -- broker rows: worker memory once, then rounds of ceilings and pipelines, interleaved ----------
     with tempfile.TemporaryDirectory(prefix="stream-app-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with EmbeddedBroker(log_path=tmp / "broker.log") as broker:
             broker_pid = child_running(tansu_binary())
-            faust_peak, worker_peak, state, state_people = 0, 0, 0.0, 0
+            if "memory" not in skip:
+                curve = worker_memory(
+                    broker.url, broker.bootstrap, tmp, lines, cumulative, worker_memory_share * args.budget
+                )
+                results.memory_curve = curve.to_json()
+                console.print(
+                    f"worker memory: {memory_line(results.memory_curve)} ({left():.0f} s of budget left)"
+                )
+                monitor.sample()
+            state, state_people = 0.0, 0
             n_pipeline = len(lines)
+            pipelines = [row for row in ("pipeline", "two") if row not in skip]
             for run in range(args.runs):
                 round_started = time.monotonic()
                 if "raw" not in skip:
@@ -147,20 +164,22 @@ def main(argv: list[str] | None = None) -> Results:
                     results.events["raw"] = raw.events
                 if "faust" not in skip:
                     fc = rows.faust_ceiling(broker.url, broker.bootstrap, tmp, lines)
-                    results.rates.setdefault("faust", []).append(fc.rate)
-                    results.events["faust"] = fc.events
-                    faust_peak = max(faust_peak, fc.peak_rss_kib)
+                    results.add_run("faust", fc)
                 monitor.sample()
                 ceilings_s = time.monotonic() - round_started
-                if "pipeline" not in skip:
-                    plan = None
-                    if run == 0:
+                plan = None
+                if run == 0 and pipelines:
+                    # The first pipeline row of the first round probes the rate of new people and
+                    # takes what fits: every pipeline row of every round, two phases each, at that
+                    # rate (two workers planned as no faster than one).
+                    overhead = PIPELINE_OVERHEAD_S + (two_workers.OVERHEAD_S if "two" in pipelines else 0.0)
 
-                        def plan(rate: float, _ceilings: float = ceilings_s) -> int:
-                            per_run = (left() - (args.runs - 1) * _ceilings) / args.runs
-                            spare = max(0.0, per_run - PIPELINE_OVERHEAD_S)
-                            return int(PROBE_SAFETY * rate * spare / 2)
+                    def plan(rate: float, _ceilings: float = ceilings_s, _overhead: float = overhead) -> int:
+                        per_run = (left() - (args.runs - 1) * _ceilings) / args.runs
+                        spare = max(0.0, per_run - _overhead)
+                        return int(PROBE_SAFETY * rate * spare / (2 * len(pipelines)))
 
+                if "pipeline" in pipelines:
                     last = run == args.runs - 1
                     result = rows.pipeline(
                         broker.url,
@@ -171,19 +190,39 @@ def main(argv: list[str] | None = None) -> Results:
                         plan,
                         profile=args.profile if last else None,
                     )
+                    plan = None
                     n_pipeline = result.cold.events + rows.WARMUP
-                    results.rates.setdefault("cold", []).append(result.cold.rate)
-                    results.rates.setdefault("warm", []).append(result.warm.rate)
-                    results.events["cold"], results.events["warm"] = result.cold.events, result.warm.events
-                    worker_peak = max(worker_peak, result.cold.peak_rss_kib)
+                    results.add_run("cold", result.cold)
+                    results.add_run("warm", result.warm)
                     state, state_people = result.state_bytes_per_person, result.people
                     console.print(
                         f"run {run + 1}: pipeline cold {result.cold.rate:,.0f} ev/s, "
                         f"warm {result.warm.rate:,.0f} ev/s on {result.cold.events:,} events "
                         f"({left():.0f} s of budget left)"
                     )
+                    monitor.sample()
+                if "two" in pipelines:
+                    two = two_workers.two_workers(broker.url, broker.bootstrap, tmp, lines[:n_pipeline], plan)
+                    n_pipeline = two.events
+                    state_people = people_of(lines[:n_pipeline])
+                    results.add_run("two_cold", two.cold)
+                    results.add_run("two_warm", two.warm)
+                    results.shares.append(two.shares)
+                    console.print(
+                        f"run {run + 1}: two workers cold {two.cold.rate:,.0f} ev/s, "
+                        f"warm {two.warm.rate:,.0f} ev/s on {two.cold.events:,} events, input shares "
+                        + "/".join(f"{share:.0%}" for share in two.shares)
+                        + f" ({left():.0f} s of budget left)"
+                    )
                 monitor.sample()
-            if n_pipeline < len(lines) and "pipeline" not in skip:
+            for n, shares in enumerate(results.shares):
+                if min(shares) < SKEWED_SHARE:
+                    results.notes.append(
+                        f"two workers, run {n + 1}: one worker read {min(shares):.0%} of the input "
+                        "(keyless records go to partitions in batches): that run's rate is nearer one "
+                        "worker's"
+                    )
+            if n_pipeline < len(lines) and pipelines:
                 results.notes.append(
                     f"pipeline rows on the first {n_pipeline:,} events, {state_people:,} people "
                     f"(what fitted the budget at the rate of a {PROBE:,}-event probe)"
@@ -191,8 +230,8 @@ def main(argv: list[str] | None = None) -> Results:
             broker_peak = vm_kib(broker_pid) if broker_pid else 0
             measured = monitor.finish()
     results.memory.update(
-        worker_mib=worker_peak / 1024,
-        faust_worker_mib=faust_peak / 1024,
+        worker_mib=max(results.peaks.get("cold", 0.0), results.peaks.get("warm", 0.0)),
+        faust_worker_mib=results.peaks.get("faust", 0.0),
         broker_mib=broker_peak / 1024,
         state_bytes_per_person=state,
         people=state_people,

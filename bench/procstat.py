@@ -17,11 +17,29 @@ def vm_kib(pid: int | str, field: str = "VmHWM") -> int:
     return 0
 
 
-def tree_size(root: Path, skip_suffixes: tuple[str, ...] = ()) -> int:
-    """Bytes of the files under `root` (what a worker keeps on disk), some suffixes left out."""
-    return sum(
-        f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.name.endswith(skip_suffixes)
-    )
+def reset_peak(pid: int | str) -> bool:
+    """Start VmHWM again from the current resident set (`5` to /proc/PID/clear_refs, Linux >= 4.0),
+    so that the next `vm_kib(pid)` is the peak of what came after; False if the kernel refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def tree_size(root: Path, skip_suffixes: tuple[str, ...] = (), only_suffixes: tuple[str, ...] = ()) -> int:
+    """Bytes of the files under `root` (what a worker keeps on disk), some suffixes left out (or only
+    some counted). Safe on a live worker's directory: what RocksDB removes meanwhile counts 0."""
+    total = 0
+    for folder, _, names in os.walk(root):  # os.walk skips a folder that vanished
+        for name in names:
+            if name.endswith(skip_suffixes) or (only_suffixes and not name.endswith(only_suffixes)):
+                continue
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def children(pid: int | str = "self") -> list[int]:

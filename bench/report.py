@@ -19,6 +19,10 @@ TARGET_FLAT = 1.3
 """Per-event cost at the largest population within this factor of the smallest."""
 
 
+ONE_WORKER = {"two_cold": "cold", "two_warm": "warm"}
+"""Two-worker row -> the one-worker row it is compared with."""
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -36,11 +40,33 @@ class Results:
     """Per population: people, us_per_event (median), runs, bytes_per_person (in-memory)."""
     memory: dict[str, float] = field(default_factory=dict)
     """Peak RSS in MiB (worker, faust_worker, broker) and state_bytes_per_person."""
+    peaks: dict[str, float] = field(default_factory=dict)
+    """Pipeline row -> the worker's peak RSS (VmHWM) during that phase in MiB, the largest over runs
+    and, for two workers, over both."""
+    worker_peaks: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Pipeline row -> per run, each worker's peak RSS in MiB."""
+    shares: list[list[float]] = field(default_factory=list)
+    """Two workers: per run, each worker's share of the input messages."""
+    memory_curve: dict[str, Any] = field(default_factory=dict)
+    """`bench.worker_memory`: one worker's RSS and state at N1 and N2 people (`MemoryCurve.to_json`)."""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def med(self, row: str) -> float:
         return median(self.rates.get(row, []))
+
+    def add_run(self, row: str, timed: Any) -> None:
+        """One run of a pipeline row (a `rows.Timed`): its rate, events and workers' peak RSS."""
+        self.rates.setdefault(row, []).append(timed.rate)
+        self.events[row] = timed.events
+        peaks = [kib / 1024 for kib in (timed.peaks_kib or [timed.peak_rss_kib])]
+        self.worker_peaks.setdefault(row, []).append(peaks)
+        self.peaks[row] = max([self.peaks.get(row, 0.0), *peaks])
+
+    def vs_one_worker(self, row: str) -> float | None:
+        """A two-worker row's median over the one-worker row's (same phase, same events)."""
+        one = self.med(ONE_WORKER.get(row, ""))
+        return self.med(row) / one if one and self.med(row) else None
 
     def targets(self) -> dict[str, dict[str, Any]]:
         """Each target: the figure, the bar and whether it was met (None: not measured)."""
@@ -65,6 +91,13 @@ class Results:
             "events": self.events,
             "scale": self.scale,
             "memory": self.memory,
+            "peak_rss_mib": self.peaks,
+            "worker_peak_rss_mib": self.worker_peaks,
+            "two_workers": {
+                "input_shares": self.shares,
+                "vs_one_worker": {row: self.vs_one_worker(row) for row in ONE_WORKER},
+            },
+            "worker_memory": self.memory_curve,
             "targets": self.targets(),
             "notes": self.notes,
             "warnings": self.warnings,
@@ -84,7 +117,7 @@ def _runs(values: list[float]) -> str:
 
 
 def render(results: Results, console: Console | None = None) -> None:
-    console = console or Console(width=None if Console().is_terminal else 140)
+    console = console or Console(width=None if Console().is_terminal else 160)
     raw, faust = results.med("raw"), results.med("faust")
     targets = results.targets()
     table = Table(title=f"stream_app bench — {results.meta.get('title', '')}", show_lines=False)
@@ -95,6 +128,8 @@ def render(results: Results, console: Console | None = None) -> None:
         ("runs", "right"),
         ("x raw", "right"),
         ("x Faust", "right"),
+        ("x 1 wkr", "right"),
+        ("peak RSS", "right"),
         ("target", "left"),
         ("", "left"),
     ]:
@@ -104,6 +139,8 @@ def render(results: Results, console: Console | None = None) -> None:
         "faust": "Faust ceiling (take(2000), count)",
         "cold": "pipeline, new people (linker)",
         "warm": "pipeline, known people (fast path)",
+        "two_cold": "pipeline, two workers (new people)",
+        "two_warm": "pipeline, two workers (known people)",
         "core": "pure core in-process",
     }
     for row, label in labels.items():
@@ -113,6 +150,7 @@ def render(results: Results, console: Console | None = None) -> None:
         target = targets.get(row)
         vs_raw = f"{value / raw:.3f}" if raw and row != "raw" else ""
         vs_faust = f"{value / faust:.3f}" if faust and row not in ("raw", "faust") else ""
+        vs_one = results.vs_one_worker(row)
         table.add_row(
             label,
             f"{results.events.get(row, 0):,}",
@@ -120,6 +158,8 @@ def render(results: Results, console: Console | None = None) -> None:
             _runs(results.rates[row]),
             vs_raw,
             vs_faust,
+            f"{vs_one:.2f}x" if vs_one else "",
+            _peak(results, row),
             target["bar"] if target else "",
             _mark(target["met"]) if target else "",
         )
@@ -133,26 +173,71 @@ def render(results: Results, console: Console | None = None) -> None:
             " ".join(f"{u:.0f}µs" for u in point["runs_us"]),
             "",
             f"{point['us_per_event'] / results.scale[0]['us_per_event']:.2f}x" if n else "1.00x",
+            "",
+            "",
             flat["bar"] if flat else "",
             _mark(flat["met"]) if flat else "",
         )
     console.print(table)
     m = results.memory
-    if m:
-        console.print(
-            "peak RSS (VmHWM): pipeline worker {w:,.0f} MiB, Faust-ceiling worker {f:,.0f} MiB, "
-            "broker {b:,.0f} MiB (whole bench); pipeline state on disk {s:,.0f} B/person "
-            "({p:,.0f} people); in-memory core state {c:,.0f} B/person at {cp:,.0f} people".format(
-                w=m.get("worker_mib", 0),
-                f=m.get("faust_worker_mib", 0),
-                b=m.get("broker_mib", 0),
-                s=m.get("state_bytes_per_person", 0),
-                p=m.get("people", 0),
-                c=m.get("core_bytes_per_person", 0),
-                cp=m.get("core_people", 0),
+    parts = [
+        f"{label} {m[key]:,.0f} MiB"
+        for label, key in (
+            ("pipeline worker", "worker_mib"),
+            ("Faust-ceiling worker", "faust_worker_mib"),
+            ("broker", "broker_mib"),
+        )
+        if m.get(key)
+    ]
+    if parts:
+        line = "peak RSS (VmHWM): " + ", ".join(parts) + " (whole bench)"
+        if m.get("state_bytes_per_person"):
+            line += (
+                f"; pipeline state on disk {m.get('state_bytes_per_person', 0):,.0f} B/person "
+                f"({m['people']:,.0f} people)"
             )
+        if m.get("core_people"):
+            line += (
+                f"; in-memory core state {m.get('core_bytes_per_person', 0):,.0f} B/person at "
+                f"{m['core_people']:,.0f} people"
+            )
+        console.print(line)
+    if results.memory_curve:
+        console.print(f"worker memory, one worker, new people: {memory_line(results.memory_curve)}")
+    if results.shares:
+        console.print(
+            "two workers: input messages each read, per run: "
+            + ", ".join("/".join(f"{share:.0%}" for share in run) for run in results.shares)
         )
     for note in results.notes:
         console.print(f"note: {note}")
     for warning in results.warnings:
         console.print(f"[bold yellow]WARNING: {warning} — do not trust these medians[/]")
+
+
+def _peak(results: Results, row: str) -> str:
+    """The row's worker peak RSS: one figure, or each worker's (largest run) for several."""
+    runs = results.worker_peaks.get(row)
+    if not runs:
+        return ""
+    widest = max(runs, key=max)
+    return "+".join(f"{mib:,.0f}" for mib in widest) + " MiB"
+
+
+def memory_line(curve: dict[str, Any]) -> str:
+    """`bench.worker_memory`'s points and growth per person, on one line."""
+    points = curve.get("points", [])
+    if not points:
+        return "not measured"
+    shown = ", ".join(
+        f"{p['people']:,} people {p['rss_kib'] / 1024:,.0f} MiB (peak {p['hwm_kib'] / 1024:,.0f})"
+        for p in points
+    )
+    growth = curve.get("growth") or {}
+    if not growth:
+        return f"RSS at {shown}: one point, no growth figure"
+    return (
+        f"RSS at {shown}: {growth['rss_bytes_per_person']:+,.0f} B per person, while state on disk "
+        f"grew {growth['state_bytes_per_person']:,.0f} B and RocksDB write-ahead logs "
+        f"{growth['wal_bytes_per_person']:,.0f} B per person"
+    )

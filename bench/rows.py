@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.core import again
-from bench.procstat import tree_size, vm_kib
+from bench.procstat import reset_peak, tree_size, vm_kib
 from stream_app.config import Settings, load_topology
 from stream_app.config.topology import TopicSpec
 from stream_app.io.broker import free_port
@@ -48,6 +48,9 @@ class Timed:
     events: int
     seconds: float
     peak_rss_kib: int = 0
+    """The worker's peak resident set (VmHWM) over this phase; the largest, with several workers."""
+    peaks_kib: list[int] = field(default_factory=list)
+    """Each worker's peak over this phase, in worker order."""
 
     @property
     def rate(self) -> float:
@@ -244,34 +247,86 @@ def pipeline(
     topology = load_topology(topology_path)
     with LocalRun(settings, topology) as run:
         try:
-            run.stream_events(lines[:WARMUP])
-            run.finish_input(close_event_time=False, timeout=120)
-            started = time.perf_counter()
-            if plan is not None:
-                probe = min(len(lines), WARMUP + 2000)
-                run.stream_events(lines[WARMUP:probe])
-                run.finish_input(close_event_time=False, timeout=600)
-                rate = (probe - WARMUP) / (time.perf_counter() - started)
-                lines = lines[: max(probe, min(len(lines), plan(rate)))]
-                run.stream_events(lines[probe:])
-            else:
-                run.stream_events(lines[WARMUP:])
-            run.finish_input(close_event_time=False, timeout=900)
-            cold = Timed(len(lines) - WARMUP, time.perf_counter() - started)
-            known = again(lines, "-again")
-            spy = _py_spy(run.workers[0].pid, profile) if profile is not None else None
-            started = time.perf_counter()
-            run.stream_events(known)
-            run.finish_input(close_event_time=False, timeout=900)
-            warm = Timed(len(known), time.perf_counter() - started)
-            if spy is not None:
-                _stop_spy(spy)
-            cold.peak_rss_kib = warm.peak_rss_kib = vm_kib(run.workers[0].pid)
+            cold, warm, lines = cold_then_warm(run, lines, plan, profile)
         finally:
             run.stop()
             delete_topics(bootstrap, (tag,))
     state = tree_size(run.worker_dir(0), skip_suffixes=(".log",))
     return PipelineRun(cold, warm, state, people_of(lines), profile)
+
+
+def cold_then_warm(
+    run: LocalRun,
+    lines: list[bytes],
+    plan: Callable[[float], int] | None = None,
+    profile: Path | None = None,
+) -> tuple[Timed, Timed, list[bytes]]:
+    """On a started `LocalRun` (one worker or several, all ready): `WARMUP` events and
+    `finish_input` first, then the cold phase and the warm phase, each timed from its first event
+    produced to `finish_input` returning, the phases' lines spread over the input partitions
+    (`stream_spread`). Each worker's peak RSS is read after each phase (VmHWM,
+    started again between them). Returns the phases and the lines the cold phase took."""
+    pids = [run.workers[index].pid for index in sorted(run.workers)]
+    run.stream_events(lines[:WARMUP])
+    run.finish_input(close_event_time=False, timeout=120)
+    started = time.perf_counter()
+    if plan is not None:
+        probe = min(len(lines), WARMUP + 2000)
+        stream_spread(run, lines[WARMUP:probe])
+        run.finish_input(close_event_time=False, timeout=600)
+        rate = (probe - WARMUP) / (time.perf_counter() - started)
+        lines = lines[: max(probe, min(len(lines), plan(rate)))]
+        stream_spread(run, lines[probe:])
+    else:
+        stream_spread(run, lines[WARMUP:])
+    run.finish_input(close_event_time=False, timeout=900)
+    cold = Timed(len(lines) - WARMUP, time.perf_counter() - started)
+    _read_peaks(cold, pids)
+    known = again(lines, "-again")
+    spy = _py_spy(pids[0], profile) if profile is not None else None
+    started = time.perf_counter()
+    stream_spread(run, known)
+    run.finish_input(close_event_time=False, timeout=900)
+    warm = Timed(len(known), time.perf_counter() - started)
+    if spy is not None:
+        _stop_spy(spy)
+    _read_peaks(warm, pids)
+    return cold, warm, lines
+
+
+def stream_spread(run: LocalRun, lines: list[bytes]) -> None:
+    """Produce `lines` to the input topic round-robin over its partitions (no key, as
+    `LocalRun.stream_events`). Its producer places keyless records in sticky batches (librdkafka
+    keeps one partition for ~10 ms), so a burst of a few thousand lines lands in one or two of the
+    eight partitions, and one of two workers would get nearly all of it (seen: 1% / 99%); a live
+    feed, spread over time and producers, fills every partition, and so does this."""
+    spec = run.topology.topics.touchpoints
+    producer = make_producer(run.bootstrap)
+    errors: list[str] = []
+
+    def delivered(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    for n, line in enumerate(lines):
+        while True:
+            try:
+                producer.produce(spec.name, value=line, partition=n % spec.partitions, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60) or errors:
+        raise BenchError(f"input not delivered: {len(producer)} queued, errors {errors[:3]}")
+
+
+def _read_peaks(phase: Timed, pids: list[int]) -> None:
+    """Each worker's VmHWM into `phase`, then started again from its current RSS for the next phase
+    (if the kernel refuses, the next phase's peak is the peak since the worker started)."""
+    phase.peaks_kib = [vm_kib(pid) for pid in pids]
+    phase.peak_rss_kib = max(phase.peaks_kib, default=0)
+    for pid in pids:
+        reset_peak(pid)
 
 
 def _stop_spy(spy: subprocess.Popen[bytes]) -> None:

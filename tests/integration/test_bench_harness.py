@@ -18,3 +18,30 @@ def test_faust_ceiling_worker_counts_every_event(broker, tmp_path):
     timed = rows.faust_ceiling(broker.url, broker.bootstrap, tmp_path, lines)
     assert timed.events == len(lines) and timed.rate > 0
     assert timed.peak_rss_kib > 0  # read from the worker's /proc while it ran
+
+
+def test_two_workers_share_the_input_and_see_every_event(broker, tmp_path):
+    from bench.two_workers import two_workers
+
+    lines = generate(people=800, days=1, seed=9).lines[:2000]
+    run = two_workers(broker.url, broker.bootstrap, tmp_path, lines)
+    assert run.events == len(lines)
+    assert run.cold.events == len(lines) - rows.WARMUP and run.cold.rate > 0 and run.warm.rate > 0
+    assert len(run.cold.peaks_kib) == 2 and all(kib > 0 for kib in run.cold.peaks_kib + run.warm.peaks_kib)
+    assert sum(run.shares) == 1.0 and all(share > 0 for share in run.shares), run.shares
+
+
+def test_worker_memory_reads_each_point_after_every_event_so_far(broker, tmp_path):
+    from bench.__main__ import distinct_people
+    from bench.worker_memory import worker_memory
+
+    day = generate(people=1500, days=1, seed=9)
+    lines = day.lines[:3000]
+    curve = worker_memory(
+        broker.url, broker.bootstrap, tmp_path, lines, distinct_people(lines, day.truth), 300
+    )
+    assert [p.events for p in curve.points] == [2050, 3000]  # the probe, then the rest of the input
+    first, last = curve.points
+    assert 0 < first.people < last.people
+    assert all(p.rss_kib > 0 and p.hwm_kib >= p.rss_kib and p.state_bytes > 0 for p in curve.points)
+    assert set(curve.growth()) == {"rss_bytes_per_person", "state_bytes_per_person", "wal_bytes_per_person"}

@@ -79,3 +79,52 @@ def test_filler_people_are_known_to_the_resolver_as_it_would_have_left_them():
             fresh.store.profile(fresh.resolve(keys, f"new-{n}", 1).one_id).identifier_keys()
         )
     assert len(rig.states) == 20
+
+
+def test_two_workers_are_compared_with_one_worker_of_the_same_phase():
+    from bench.rows import Timed
+
+    results = Results()
+    for row, events, seconds in (("cold", 1000, 2.0), ("two_cold", 1000, 1.25), ("warm", 900, 1.0)):
+        results.add_run(
+            row, Timed(events, seconds, peaks_kib=[300 * 1024, 200 * 1024][: 1 + row.count("two")])
+        )
+    assert results.vs_one_worker("two_cold") == 1.6  # 800 ev/s over 500
+    assert results.vs_one_worker("two_warm") is None  # not measured: no ratio, not 0
+    assert results.worker_peaks["two_cold"] == [[300.0, 200.0]]
+    assert results.peaks == {"cold": 300.0, "two_cold": 300.0, "warm": 300.0}
+    assert results.to_json()["two_workers"]["vs_one_worker"] == {"two_cold": 1.6, "two_warm": None}
+
+
+def test_memory_growth_is_taken_between_the_first_and_last_points():
+    from bench.worker_memory import MemoryCurve, MemoryPoint
+
+    curve = MemoryCurve(
+        [
+            MemoryPoint(
+                2000, 500, rss_kib=100_000, hwm_kib=100_000, state_bytes=1000, wal_bytes=0, seconds=1
+            ),
+            MemoryPoint(
+                4000, 900, rss_kib=500_000, hwm_kib=600_000, state_bytes=2000, wal_bytes=0, seconds=2
+            ),
+            MemoryPoint(
+                8000, 1500, rss_kib=110_000, hwm_kib=600_000, state_bytes=5000, wal_bytes=1e6, seconds=4
+            ),
+        ]
+    )
+    assert curve.growth() == {
+        "rss_bytes_per_person": 10_000 * 1024 / 1000,
+        "state_bytes_per_person": 4.0,
+        "wal_bytes_per_person": 1000.0,
+    }
+    assert MemoryCurve(curve.points[:1]).growth() == {}
+
+
+def test_memory_points_double_while_they_fit_and_stop_at_the_input():
+    from bench.worker_memory import next_point
+
+    assert next_point(2050, 200_000, 1000.0, 100.0) == 4100
+    assert next_point(90_000, 200_000, 1000.0, 100.0) == 90_000 + 80_000  # what fits 100 s at 0.8x
+    assert next_point(100_000, 140_000, 1000.0, 100.0) == 140_000  # the rest of the input
+    assert next_point(131_200, 131_200, 1000.0, 100.0) is None
+    assert next_point(8000, 200_000, 1000.0, 1.0) is None  # 800 lines: under a quarter of 8,000
