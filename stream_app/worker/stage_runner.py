@@ -34,6 +34,9 @@ HEARTBEAT_MS = 5_000
 
 
 class Stage(Protocol):
+    """A stage that keeps state per batch (`stream_app.worker.state.BatchState`) also has
+    `end_batch()`: the runner calls it before each send of the stage's outbox."""
+
     outbox: Outbox
 
     async def handle(self, record: Any) -> None: ...
@@ -104,6 +107,10 @@ class StageRunner:
             await self.send(stage)
 
     async def send(self, stage: str) -> None:
+        """The batch's state written, then its outputs sent (Faust commits offsets after both)."""
+        end_batch = getattr(self.stages[stage], "end_batch", None)
+        if end_batch is not None:
+            end_batch()
         await self.stages[stage].outbox.send()
         if stage == "ingest":
             await self.ingest.sent()
