@@ -237,7 +237,9 @@ class BatchState(MutableMapping[str, Any]):
         self._dirty[where] = None
 
     def items(self) -> ItemsView[str, Any]:
-        """Every key of every partition held here, pending writes included (one store scan)."""
+        """Every key of every partition held here, pending writes included: one store scan,
+        taken when called (a view that scanned again for its `len`, as `list()` asks, would
+        scan twice)."""
         return _Items(self)
 
     def _items(self) -> Iterator[tuple[str, Any]]:
@@ -274,7 +276,12 @@ class BatchState(MutableMapping[str, Any]):
 
 
 class _Items(ItemsView[str, Any]):
-    _mapping: BatchState
+    def __init__(self, state: BatchState):
+        super().__init__(state)
+        self._snapshot = list(state._items())
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
-        return self._mapping._items()
+        return iter(self._snapshot)
+
+    def __len__(self) -> int:
+        return len(self._snapshot)
