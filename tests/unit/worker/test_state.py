@@ -41,8 +41,8 @@ class FaustRig:
         self.app = faust.App(f"t{uuid.uuid4().hex[:8]}", store="rocksdb://", datadir=str(datadir))
         self.sent: list[tuple[int, bytes, bytes | None]] = []
 
-    def table(self, name: str) -> Any:
-        table = self.app.Table(name, partitions=PARTITIONS, key_type=str)
+    def table(self, name: str, **options: Any) -> Any:
+        table = self.app.Table(name, partitions=PARTITIONS, key_type=str, **options)
         topic = table.changelog_topic
 
         def send_soon(**kw: Any) -> Any:
@@ -197,6 +197,20 @@ def test_records_land_where_fausts_own_writes_put_them(tmp_path):
         assert table.get("p-c") == {"n": 4} and table_get(table, "p-c") == {"n": 4}
         assert table_get(table, "p-a") is None, "p-a lives in partition 0"
     assert table_get(table, "p-a") == {"n": 2}, "outside of a record: whichever partition holds it"
+
+
+def test_string_values_are_logged_as_faust_logs_them(tmp_path):
+    """`person-aliases` is declared with `value_type=str`: Faust's changelog and store codecs for it."""
+    faust_rig, ours_rig = FaustRig(tmp_path / "faust"), FaustRig(tmp_path / "ours")
+    oracle = faust_rig.table("person-aliases", value_type=str)
+    table = ours_rig.table("person-aliases", value_type=str)
+    state = BatchState(FaustTableStore(table))
+    with as_current(Event(1)):
+        oracle["p-merged"] = state["p-merged"] = "p-survivor"
+    state.flush()
+    assert ours_rig.sent == faust_rig.sent
+    with as_current(Event(1)):
+        assert BatchState(FaustTableStore(table)).get("p-merged") == oracle.get("p-merged") == "p-survivor"
 
 
 def test_outside_of_a_record_reads_see_pending_writes_and_writes_are_refused():
