@@ -28,6 +28,7 @@ from stream_app.metrics import Metrics
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.link_stage import publish_resolved
 from stream_app.worker.runtime import Outbox, TopicNames, envelope_items
+from stream_app.worker.state import table_get
 from stream_app.worker.table_scan import scan_partition
 
 SWEEP_INTERVAL_MS = 1_000
@@ -72,7 +73,7 @@ class DedupeStage:
             event = orjson.loads(value)
             event_id = event["event_id"]
             here = position(message.partition, message.offset, index)
-            recorded = recorded_position(self.seen_event_ids.get(event_id))
+            recorded = recorded_position(table_get(self.seen_event_ids, event_id))
             if not is_first_delivery(recorded, here):
                 self.metrics.events_duplicate.inc()
                 continue

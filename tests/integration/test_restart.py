@@ -11,7 +11,9 @@ import asyncio
 import shutil
 import threading
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -24,6 +26,7 @@ from stream_app.io.kafka import ensure_topics, read_topics
 from stream_app.io.processes import tail
 from stream_app.io.tansu_transport import true_end_offsets
 from stream_app.runner import LocalRun
+from stream_app.worker.runtime import partition_for
 from tests.integration.helpers import metric, valid_event, wait_committed
 
 pytestmark = pytest.mark.integration
@@ -116,6 +119,77 @@ def test_killed_worker_keeps_its_table_state(env, wipe_state):
     assert created == 100, f"identity state lost: {created} people created after the restart, not 100"
     assert "ConsistencyError" not in log
     assert "tansu workaround: corrected end offsets" in log
+
+
+def _orders(people: range, orders: Callable[[int], int], day: str, tag: str) -> list[bytes]:
+    """`orders(n)` order_paid events of person n (member M{n}) on `day`."""
+    return [
+        valid_event(
+            n,
+            event_id=f"{tag}{k}-{n:06d}",
+            event_type="order_paid",
+            occurred_at=f"{day}T{10 + k}:00:00+08:00",
+        )
+        for n in people
+        for k in range(orders(n))
+    ]
+
+
+def _person_state_records(run: LocalRun) -> list:
+    name = f"{run.settings.app_id}-person-state-changelog"
+    return read_topics(run.bootstrap, [name])[name]
+
+
+def test_person_state_is_in_the_changelog_partition_of_its_person_and_restored_from_it(env):
+    """The person stage writes each person's state once a batch, after the batch (`BatchState`):
+    it must still land in the changelog partition of the person's own partition (where
+    person-events routes the one_id), or a restarted worker restores it into the wrong
+    partition, or not at all. Restarted without its state directory, the worker's order counts
+    span both runs."""
+    topo = env.topology
+    partitions = topo.internal_topics.person_events.partitions
+    first = _orders(range(60), lambda n: 1 + n % 3, "2026-11-22", "a")
+    second = _orders(range(40), lambda n: 1, "2026-11-23", "b")
+    expected = Counter(orjson.loads(line)["identities"]["member_id"] for line in first + second)
+    with env.local_run() as run:
+        run.stream_events(first)
+        run.finish_input(close_event_time=True, timeout=120)
+        wait_committed(
+            run.bootstrap,
+            run.settings.app_id,
+            [
+                topo.topics.touchpoints.name,
+                topo.internal_topics.events_by_id.name,
+                topo.internal_topics.person_events.name,
+            ],
+        )
+        before = _person_state_records(run)
+        run.kill_worker()
+        shutil.rmtree(run.run_dir / "state")
+        run.start_worker()
+        run.stream_events(second)
+        run.finish_input(close_event_time=True, timeout=120)
+        records = _person_state_records(run)
+        resolved = [
+            orjson.loads(r.value)
+            for r in read_topics(run.bootstrap, [topo.topics.resolved.name])[topo.topics.resolved.name]
+        ]
+        one_id = {e["identities"]["member_id"]: e["one_id"] for e in resolved}
+        counts = {}
+        for member, person in one_id.items():
+            url = f"http://127.0.0.1:{run.web_port}/profiles/{person}"
+            counts[member] = orjson.loads(urllib.request.urlopen(url, timeout=10).read())["tags"][
+                "order_count"
+            ]
+    assert len(before) >= 60 and len(records) > len(before)
+    misplaced = [
+        (r.key, r.partition)
+        for r in records
+        if r.partition != partition_for(orjson.loads(r.key).encode(), partitions)
+    ]
+    assert not misplaced, f"person state in another partition's changelog: {misplaced[:5]}"
+    assert set(one_id) == set(expected) and len(set(one_id.values())) == 60
+    assert counts == dict(expected), "person state lost or counted twice across the restart"
 
 
 def test_plain_kafka_transport_shows_the_defect(env):
