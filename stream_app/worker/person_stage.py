@@ -50,10 +50,10 @@ class PersonStage:
         timers = app.Table(
             "person-timers", partitions=partitions, key_type=str, help="one_id -> [partition, next due]"
         )
-        # The processor's view of the tables: each key read and written once a batch (`end_batch`).
-        states, aliases, person_timers = (
-            BatchState(FaustTableStore(t)) for t in (self.states, self.aliases, timers)
-        )
+        # The processor's view of the tables: each key read and written once a batch (`end_batch`),
+        # their changelogs sent with the stage's outbox.
+        self.stores = [FaustTableStore(t, outbox=outbox) for t in (self.states, self.aliases, timers)]
+        states, aliases, person_timers = (BatchState(store) for store in self.stores)
         self.batch_states = (states, aliases, person_timers)
         self.processor = PersonProcessor(
             tag_engine, rule_engine, states, aliases, person_timers, metrics, clock
@@ -74,6 +74,12 @@ class PersonStage:
         """Write what the batch changed, each key once (before the outbox is sent)."""
         for state in self.batch_states:
             state.flush()
+
+    def after_delivery(self) -> None:
+        """The outbox was acknowledged: where each changelog is stored up to, for recovery."""
+        landed = self.outbox.deliveries.take_landed()
+        for store in self.stores:
+            store.persist(landed)
 
     def advance(self, partition: int, watermark_ms: int) -> None:
         self._add(self.processor.advance(partition, watermark_ms))

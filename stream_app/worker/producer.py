@@ -49,20 +49,27 @@ class Deliveries:
     """Counts one sender's records produced and acknowledged; `wait` until the two meet.
 
     `produced` is counted on the event loop only and `acknowledged` in the delivery thread only,
-    so neither is written by two threads."""
+    so neither is written by two threads. For the topics in `tracked` (tables' changelogs) it also
+    keeps the newest offset acknowledged per partition (`take_landed`)."""
 
     def __init__(self) -> None:
         self.produced = 0
         self.acknowledged = 0
         self.failures: list[str] = []
+        self.tracked: set[str] = set()
+        self._landed: dict[tuple[str, int], int] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._target = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+    def on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         """librdkafka's report (in the delivery thread)."""
         if err is not None:
             self.failures.append(str(err))
+        elif self.tracked and (topic := msg.topic()) in self.tracked:
+            where, offset = (topic, msg.partition() or 0), msg.offset() or 0
+            if offset > self._landed.get(where, -1):
+                self._landed[where] = offset
         self.acknowledged += 1
         waiter, loop = self._waiter, self._loop
         if waiter is not None and loop is not None and self.acknowledged >= self._target:
@@ -81,6 +88,12 @@ class Deliveries:
         if self.failures:
             failures, self.failures = self.failures, []
             raise DeliveryFailed(f"{len(failures)} records not delivered, first: {failures[0]}")
+
+    def take_landed(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> newest offset acknowledged since the last call, tracked topics
+        only. (A report landing during the swap may be missed: that offset is only a hint.)"""
+        landed, self._landed = self._landed, {}
+        return landed
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -125,7 +138,7 @@ class StageProducer:
         deliveries: Deliveries,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         partition: int | None = None,
         headers: Mapping[str, bytes] | None = None,
     ) -> None:

@@ -115,6 +115,9 @@ class StageRunner:
             end_batch()
         adapter.outbox.send()
         await adapter.outbox.delivered()
+        after_delivery = getattr(adapter, "after_delivery", None)
+        if after_delivery is not None:
+            after_delivery()
         if stage == "ingest":
             await self.ingest.sent()
 
