@@ -197,6 +197,10 @@ def evaluator(rule: rule_engine.Rule) -> Evaluator:
     attributes, comprehensions, typed names) keeps `rule.evaluate`. `tests/unit/test_expressions.py`
     checks both agree on generated expressions and values.
 
+    Numbers stay Python `int`/`float` inside the closures where comparing them natively gives what
+    rule-engine's Decimals give (`_number_pair`); the value returned is rule-engine's own (a
+    Decimal for a number).
+
     >>> evaluator(compile_expression("views[category] == 3"))({"views": {"bags": 3}, "category": "bags"})
     True
     >>> arithmetic = compile_expression("views + 1")  # outside the subset: rule-engine's own
@@ -209,7 +213,15 @@ def evaluator(rule: rule_engine.Rule) -> Evaluator:
         compiled = _compile(rule.statement.expression, _CONTEXT.default_value)
     except _Unsupported:
         return rule.evaluate
-    return lambda thing: _value(compiled(thing))
+
+    def evaluate(thing: Mapping[str, Any]) -> Any:
+        value = compiled(thing)
+        kind = type(value)
+        if kind is bool or kind is str or value is None:  # most results: nothing to convert
+            return value
+        return _engine_value(value)
+
+    return evaluate
 
 
 class _Unsupported(Exception):
@@ -226,33 +238,73 @@ class _Raw:
         self.raw = raw
 
 
-_SCALARS = (str, bool, type(None))
 _Loader = Callable[..., Any]
+_SAFE_INT = 2**53
+"""Integers up to this size are floats exactly, and their shortest repr is themselves."""
+_NATIVE = frozenset({str, bool, type(None), int, float})
+_NUMBERS = frozenset({int, float})
 
 
-def _coerce(value: Any, load: _Loader) -> Any:
-    """What rule-engine's `_new_value(value, verify_type=False)` gives, mappings and arrays left raw.
+# Values inside the closures ("native"): str, bool, None, int, float as the caller holds them;
+# `_Raw` for a dict or list; anything else already as rule-engine holds it (Decimal, datetime).
+# rule-engine holds every number as a Decimal (a float as `Decimal(repr(x))`, its shortest repr).
+# Comparing those Decimals orders them as the floats and ints themselves order, because a float's
+# shortest repr rounds back to it (so repr order is float order), and an int of at most 2**53 is
+# a float exactly, whose repr is itself. Beyond that (a huge int against a float, a NaN ordered,
+# a Decimal literal no float equals) the closures compare rule-engine's values instead.
+
+
+def _native(value: Any, load: _Loader) -> Any:
+    """A value read from the caller's mapping, as the closures hold it.
 
     `load` is the node's own `_new_value` (it knows the context's time zone for naive datetimes)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind in _NATIVE:
         return value
-    if kind is int:
-        return Decimal(value)
-    if kind is float:
-        return Decimal(repr(value))  # as rule-engine: the shortest repr, not the binary value
     if kind is dict or kind is list:
         return _Raw(value)
     return load(value, verify_type=False)
 
 
-def _value(value: Any) -> Any:
-    return coerce_value(value.raw, verify_type=False) if isinstance(value, _Raw) else value
+def _engine_value(value: Any) -> Any:
+    """What rule-engine holds for a native value (`_new_value(value, verify_type=False)`)."""
+    kind = type(value)
+    if kind is int:
+        return Decimal(value)
+    if kind is float:
+        return Decimal(repr(value))  # as rule-engine: the shortest repr, not the binary value
+    if kind is _Raw:
+        return coerce_value(value.raw, verify_type=False)
+    return value
+
+
+def _native_literal(value: Any) -> Any:
+    """A literal's Decimal as an int or float that compares as it does (else the Decimal)."""
+    if type(value) is not Decimal or not value.is_finite():
+        return value
+    if value == value.to_integral_value() and abs(value) <= _SAFE_INT:
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else value
+
+
+def _number_pair(left: Any, right: Any) -> bool:
+    """Both numbers that compare natively as rule-engine's Decimals of them compare."""
+    kind_left, kind_right = type(left), type(right)
+    if kind_left not in _NUMBERS or kind_right not in _NUMBERS:
+        return False
+    if kind_left is float and left != left or kind_right is float and right != right:
+        return False  # NaN: Decimal('NaN') refuses to be ordered
+    if kind_left is kind_right:
+        return True
+    whole = left if kind_left is int else right
+    return -_SAFE_INT <= whole <= _SAFE_INT
 
 
 def _truth(value: Any) -> bool:
-    # A coerced mapping or array is as long as the raw one, so as true.
-    return bool(value.raw) if isinstance(value, _Raw) else bool(value)
+    # A coerced mapping or array is as long as the raw one, so as true; a Decimal is as true as
+    # the number it was made from.
+    return bool(value.raw) if type(value) is _Raw else bool(value)
 
 
 def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
@@ -261,17 +313,22 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
         if node.scope is not None or node.result_type != DataType.UNDEFINED:
             raise _Unsupported(node)
         name, load = node.name, node._new_value
+        missing = _native(default, load)
 
         def symbol(thing: Any) -> Any:
+            if type(thing) is dict:
+                if name in thing:
+                    return _native(thing[name], load)
+                return missing
             if isinstance(thing, Mapping) and name in thing:
-                return _coerce(thing[name], load)
-            return _coerce(default, load)
+                return _native(thing[name], load)
+            return missing
 
         return symbol
     if isinstance(node, re_ast.LiteralExpressionBase):
         if not node.result_type.is_scalar:
             raise _Unsupported(node)
-        literal = node.value
+        literal = node.value  # a result keeps rule-engine's own Decimal (`5000.0`, not `5000`)
         return lambda thing: literal
     if kind is re_ast.LogicExpression:
         left, right = _compile(node.left, default), _compile(node.right, default)
@@ -281,18 +338,18 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
             return lambda thing: _truth(left(thing)) or _truth(right(thing))
         raise _Unsupported(node)
     if kind is re_ast.ComparisonExpression:
-        left, right = _compile(node.left, default), _compile(node.right, default)
+        left, right = _operand(node.left, default), _operand(node.right, default)
         if node.type == "eq":
-            return lambda thing: _equal(_value(left(thing)), _value(right(thing)))
+            return lambda thing: _equal_native(left(thing), right(thing))
         if node.type == "ne":
-            return lambda thing: not _equal(_value(left(thing)), _value(right(thing)))
+            return lambda thing: not _equal_native(left(thing), right(thing))
         raise _Unsupported(node)
     if kind is re_ast.ArithmeticComparisonExpression:
         op = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}.get(node.type)
         if op is None:
             raise _Unsupported(node)
-        left, right = _compile(node.left, default), _compile(node.right, default)
-        return lambda thing: _ordered(op, _value(left(thing)), _value(right(thing)))
+        left, right = _operand(node.left, default), _operand(node.right, default)
+        return lambda thing: _ordered_native(op, left(thing), right(thing))
     if kind is re_ast.TernaryExpression:
         condition = _compile(node.condition, default)
         case_true, case_false = _compile(node.case_true, default), _compile(node.case_false, default)
@@ -303,8 +360,73 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
     if kind is GetItemExpression and not node.safe:
         container, item = _compile(node.container, default), _compile(node.item, default)
         load = node._new_value
-        return lambda thing: _item(container(thing), _value(item(thing)), load)
+
+        def get_item(thing: Any) -> Any:
+            held = container(thing)
+            if held is None:  # before the item is evaluated, as rule-engine does
+                raise errors.EvaluationError("data type mismatch (container is null)")
+            return _item_native(held, item(thing), load)
+
+        return get_item
     raise _Unsupported(node)
+
+
+def _operand(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
+    """A side of a comparison: a number literal as the int or float it compares as."""
+    if isinstance(node, re_ast.LiteralExpressionBase) and node.result_type.is_scalar:
+        literal = _native_literal(node.value)
+        return lambda thing: literal
+    return _compile(node, default)
+
+
+def _equal_native(left: Any, right: Any) -> bool:
+    kind_left, kind_right = type(left), type(right)
+    if kind_left in _NATIVE and kind_right in _NATIVE:
+        if kind_left not in _NUMBERS or kind_right not in _NUMBERS:
+            return kind_left is kind_right and left == right  # a number is never a str, bool, null
+        if _number_pair(left, right):
+            return bool(left == right)
+    return _equal(_engine_value(left), _engine_value(right))
+
+
+def _ordered_native(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    if _number_pair(left, right):
+        return op(left, right)
+    kind = type(left)
+    if kind is type(right) and (kind is str or kind is bool):
+        return op(left, right)
+    return _ordered(op, _engine_value(left), _engine_value(right))
+
+
+def _item_native(container: Any, item: Any, load: _Loader) -> Any:
+    """GetItemExpression (not the safe `&[`): a str key of a raw dict read without coercing."""
+    if type(container) is _Raw and type(item) is str:
+        raw = container.raw
+        if isinstance(raw, dict):
+            try:
+                return _native(raw[item], load)
+            except KeyError:
+                raise errors.LookupError(coerce_value(raw, verify_type=False), item) from None
+    if type(container) is not _Raw:
+        container = _engine_value(container)
+    return _item(container, _engine_value(item), load)
+
+
+# rule-engine's own semantics, on its own values (the slow path of the closures above).
+
+
+def _coerce(value: Any, load: _Loader) -> Any:
+    """What rule-engine's `_new_value(value, verify_type=False)` gives, mappings and arrays left raw."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        return Decimal(value)
+    if kind is float:
+        return Decimal(repr(value))
+    if kind is dict or kind is list:
+        return _Raw(value)
+    return load(value, verify_type=False)
 
 
 def _equal(left: Any, right: Any) -> bool:
@@ -329,7 +451,7 @@ def _ordered(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
 
 
 def _item(container: Any, item: Any, load: _Loader) -> Any:
-    """GetItemExpression (not the safe `&[`)."""
+    """GetItemExpression (not the safe `&[`) on rule-engine's values (a raw container kept raw)."""
     if isinstance(container, _Raw):
         raw = container.raw
         if isinstance(raw, dict) and isinstance(item, str):
