@@ -177,10 +177,23 @@ class Kind:
             return lambda state, now_ms: [] if state is MISSING else state
         if not self.windowed:  # min, max
             return lambda state, now_ms: None if state is MISSING else state
-        read = self.read
-        if by:
-            return lambda state, now_ms: read({} if state is MISSING else state, now_ms, by)
         reach, rounded = self.window_ms + self.bucket_ms, self.kind == "window_sum"
+        if by:
+
+            def read_by(state: Any, now_ms: int) -> Any:
+                """`read` of a window by sub-key: the same sums, added up in the same order."""
+                if state is MISSING or not state:
+                    return {}
+                oldest, totals = now_ms - reach, {}
+                for key, cell in state.items():
+                    if oldest < int(key) <= now_ms:
+                        for sub, value in cell.items():
+                            totals[sub] = totals.get(sub, 0) + value
+                if rounded:
+                    totals = {sub: round(value, 6) for sub, value in totals.items()}
+                return dict(sorted(totals.items())) if len(totals) > 1 else totals
+
+            return read_by
 
         def read_total(state: Any, now_ms: int) -> Any:
             """`read` of a window without sub-keys: the same sum, added up in the same order."""
