@@ -213,15 +213,8 @@ def evaluator(rule: rule_engine.Rule) -> Evaluator:
         compiled = _compile(rule.statement.expression, _CONTEXT.default_value)
     except _Unsupported:
         return rule.evaluate
-
-    def evaluate(thing: Mapping[str, Any]) -> Any:
-        value = compiled(thing)
-        kind = type(value)
-        if kind is bool or kind is str or value is None:  # most results: nothing to convert
-            return value
-        return _engine_value(value)
-
-    return evaluate
+    # A dict (what the engines pass) takes one generated function; another mapping the closures.
+    return _generate(rule.statement.expression, _CONTEXT.default_value, compiled)
 
 
 class _Unsupported(Exception):
@@ -479,3 +472,160 @@ def _item(container: Any, item: Any, load: _Loader) -> Any:
     except (IndexError, KeyError):
         raise errors.LookupError(container, item) from None
     return _coerce(value, load)
+
+
+# -- the hottest path: one generated Python function per expression -------------------------------
+#
+# The closures above cost a Python call per node and per helper. For a `dict` (what the tag and
+# rule engines pass) `_generate` writes the same tree as one Python expression: a name is one
+# `thing.get`, a comparison with a number or string literal is checked inline (the same
+# `_number_pair` reasoning, decided at compile time for the literal's side), and every other case
+# calls the very helpers the closures call, so both agree by construction where it is not inline.
+# Temporaries are assignment expressions, so each sub-expression is evaluated once, in the order
+# rule-engine evaluates it (a ternary's condition first, a container before its item).
+
+
+class _Source:
+    def __init__(self, default: Any):
+        self.default = default
+        self.names: dict[str, Any] = {
+            "_NATIVE": _NATIVE,
+            "_Raw": _Raw,
+            "_native": _native,
+            "_equal_native": _equal_native,
+            "_ordered_native": _ordered_native,
+            "_item_native": _item_native,
+            "_null_container": _null_container,
+        }
+        self.count = 0
+
+    def temp(self) -> str:
+        self.count += 1
+        return f"_t{self.count}"
+
+    def constant(self, value: Any) -> str:
+        name = f"_c{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def truth(self, node: ExpressionBase) -> str:
+        """`_truth` of the node's value, inline (a comparison or logic node is a bool already)."""
+        code = self.value(node)
+        if type(node) in _BOOLEAN_NODES:
+            return code
+        t = self.temp()
+        return f"bool({t}.raw if type({t} := {code}) is _Raw else {t})"
+
+    def value(self, node: ExpressionBase) -> str:
+        kind = type(node)
+        if kind is SymbolExpression:
+            if node.scope is not None or node.result_type != DataType.UNDEFINED:
+                raise _Unsupported(node)
+            t = self.temp()
+            load = self.constant(node._new_value)
+            get = f"thing[{node.name!r}] if {node.name!r} in thing else {self.constant(self.default)}"
+            return f"({t} if type({t} := ({get})) in _NATIVE else _native({t}, {load}))"
+        if isinstance(node, re_ast.LiteralExpressionBase):
+            if not node.result_type.is_scalar:
+                raise _Unsupported(node)
+            return self.constant(node.value)
+        if kind is re_ast.LogicExpression and node.type in ("and", "or"):
+            return f"({self.truth(node.left)} {node.type} {self.truth(node.right)})"
+        if kind is re_ast.UnaryExpression and node.type == "not":
+            return f"(not {self.truth(node.right)})"
+        if kind is re_ast.TernaryExpression:
+            condition = self.truth(node.condition)
+            return f"({self.value(node.case_true)} if {condition} else {self.value(node.case_false)})"
+        if kind is re_ast.ComparisonExpression and node.type in ("eq", "ne"):
+            return self.equal(node.left, node.right, negate=node.type == "ne")
+        if kind is re_ast.ArithmeticComparisonExpression and node.type in _ORDERS:
+            return self.ordered(node.type, node.left, node.right)
+        if kind is GetItemExpression and not node.safe:
+            t = self.temp()
+            item, load = self.value(node.item), self.constant(node._new_value)
+            container = self.value(node.container)
+            found = f"_item_native({t}, {item}, {load})"
+            return f"({found} if ({t} := {container}) is not None else _null_container())"
+        raise _Unsupported(node)
+
+    def operand(self, node: ExpressionBase) -> tuple[str, Any]:
+        """(code, the literal's native value or `_NOT_LITERAL`) of a comparison's side."""
+        if isinstance(node, re_ast.LiteralExpressionBase) and node.result_type.is_scalar:
+            literal = _native_literal(node.value)
+            return self.constant(literal), literal
+        return self.value(node), _NOT_LITERAL
+
+    def equal(self, left_node: ExpressionBase, right_node: ExpressionBase, negate: bool) -> str:
+        (left, literal_left), (right, literal) = self.operand(left_node), self.operand(right_node)
+        if literal is _NOT_LITERAL and literal_left is not _NOT_LITERAL:
+            left, right, literal = right, left, literal_left  # equality is symmetric here
+        not_ = "not " if negate else ""
+        if literal is None or type(literal) is bool:  # null, true, false: only itself equals it
+            return f"({left} is {'not ' if negate else ''}{right})"
+        t = self.temp()
+        if type(literal) is str:
+            fast = f"type({t} := {left}) is str"
+        elif type(literal) is int and abs(literal) <= _SAFE_INT or type(literal) is float:
+            fast = self.number_check(t, left, literal, nan_ok=True)
+        else:
+            return f"({not_}_equal_native({left}, {right}))"
+        op = "!=" if negate else "=="
+        return f"(({t} {op} {right}) if {fast} else ({not_}_equal_native({t}, {right})))"
+
+    def ordered(self, op: str, left_node: ExpressionBase, right_node: ExpressionBase) -> str:
+        (left, literal_left), (right, literal) = self.operand(left_node), self.operand(right_node)
+        function = self.constant(_ORDERS[op])
+        if literal is _NOT_LITERAL or literal_left is not _NOT_LITERAL:
+            return f"_ordered_native({function}, {left}, {right})"
+        t = self.temp()
+        if type(literal) is str:
+            fast = f"type({t} := {left}) is str"
+        elif type(literal) is int and abs(literal) <= _SAFE_INT or type(literal) is float:
+            fast = self.number_check(t, left, literal, nan_ok=False)
+        else:
+            return f"_ordered_native({function}, {left}, {right})"
+        symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[op]
+        return f"(({t} {symbol} {right}) if {fast} else _ordered_native({function}, {t}, {right}))"
+
+    def number_check(self, t: str, code: str, literal: int | float, nan_ok: bool) -> str:
+        """Whether `t` (assigned `code`) compares natively with the literal (`_number_pair`)."""
+        kind = self.temp()
+        finite = "" if nan_ok else f" and {t} == {t}"
+        if type(literal) is int:  # an int of at most 2**53 against any int, or a float
+            return f"((({kind} := type({t} := {code})) is int) or ({kind} is float{finite}))"
+        return (
+            f"((({kind} := type({t} := {code})) is float{finite}) or "
+            f"({kind} is int and {-_SAFE_INT} <= {t} <= {_SAFE_INT}))"
+        )
+
+
+_NOT_LITERAL = object()
+_ORDERS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+_BOOLEAN_NODES = frozenset(
+    {re_ast.ComparisonExpression, re_ast.ArithmeticComparisonExpression, re_ast.LogicExpression}
+)
+
+
+def _null_container() -> Any:
+    raise errors.EvaluationError("data type mismatch (container is null)")
+
+
+def _generate(node: ExpressionBase, default: Any, closures: Callable[[Any], Any]) -> Evaluator:
+    source = _Source(default)
+    try:
+        body = source.value(node)
+    except _Unsupported:  # (cannot happen: the closures compiled the same nodes)
+        body = None
+    names = {**source.names, "_closures": closures, "_engine_value": _engine_value}
+    code = (
+        "def evaluate(thing):\n"
+        "    value = _closures(thing) if type(thing) is not dict else "
+        f"{body if body is not None else '_closures(thing)'}\n"
+        "    kind = type(value)\n"
+        "    if kind is bool or kind is str or value is None:  # most results: nothing to convert\n"
+        "        return value\n"
+        "    return _engine_value(value)\n"
+    )
+    exec(compile(code, "<expression>", "exec"), names)  # noqa: S102 - our own code, from the tree
+    evaluate: Evaluator = names["evaluate"]
+    return evaluate

@@ -184,7 +184,8 @@ class Kind:
                 """`read` of a window by sub-key: the same sums, added up in the same order."""
                 if state is MISSING or not state:
                     return {}
-                oldest, totals = now_ms - reach, {}
+                oldest = now_ms - reach
+                totals: dict[str, Any] = {}
                 for key, cell in state.items():
                     if oldest < int(key) <= now_ms:
                         for sub, value in cell.items():

@@ -4,6 +4,7 @@ generated values give the same value, of the same type, or the same error."""
 from __future__ import annotations
 
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -70,9 +71,11 @@ def _outcome(fn: Any, thing: dict[str, Any]) -> tuple[str, Any]:
 
 
 def _same(text: str, thing: dict[str, Any]) -> None:
+    """A dict takes the generated function, another mapping the closures: both as rule-engine."""
     rule = compile_expression(text)
     expected, got = _outcome(rule.evaluate, thing), _outcome(evaluator(rule), thing)
     assert got == expected, (text, thing)
+    assert _outcome(evaluator(rule), MappingProxyType(thing)) == expected, (text, "closures")
 
 
 @settings(max_examples=3000, deadline=None)
@@ -128,11 +131,19 @@ def test_numbers_compare_as_rule_engine_decimals_not_python_floats() -> None:
 
 
 BOUNDARY_VALUES = [
-    *(2**53, 2**53 + 1, -(2**53) - 1, 2**70, 10**22, 0, 1, 5000),
+    *(2**53, 2**53 + 1, -(2**53) - 1, 2**70, 10**22, 10**23, 0, 1, 5000),
     *(2.0**53, 2.0**70, 1e22, 1e23, float("inf"), -float("inf"), float("nan"), 0.1, -0.0, 5000.0),
     *(0.30000000000000004, True, None, "x"),
 ]
-BOUNDARY_LITERALS = ["9007199254740993", "1180591620717411303424", "0.1000000000000000000001", "0.3", "-0.0"]
+BOUNDARY_LITERALS = [
+    "9007199254740993",
+    "1e23",
+    "5000",
+    "1180591620717411303424",
+    "0.1000000000000000000001",
+    "0.3",
+    "-0.0",
+]
 
 
 @pytest.mark.parametrize("op", ["==", "!=", "<", "<=", ">", ">="])
