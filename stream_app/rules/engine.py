@@ -228,8 +228,11 @@ class RuleEngine:
             triggered.append(rule)
         if not triggered and event_type not in self.awaited:
             # Most events: nothing to decide, and no window to close (only an awaited type closes
-            # one), so the state stays as it is.
-            return (empty_state() if state is None else state), []
+            # one), so the state stays as it is (one stored before `awaited` existed gets it).
+            if state is None:
+                return empty_state(), []
+            if "awaited" in state:
+                return state, []
         state = _copy(state)
         for pending in state["pending"]:  # an awaited event closes its absence window
             absent = self._named[pending["rule"]].spec.absent

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,8 +164,11 @@ raw_events = st.lists(
 
 @pytest.mark.parametrize("engine", ENGINES, ids=["topology", "other_specs"])
 @settings(max_examples=300, deadline=None)
-@given(raw=raw_events)
-def test_step_equals_the_plain_fold_and_whole_readings(engine: TagEngine, raw: list[Any]) -> None:
+@given(raw=raw_events, stored=st.booleans())
+def test_step_equals_the_plain_fold_and_whole_readings(
+    engine: TagEngine, raw: list[Any], stored: bool
+) -> None:
+    """`stored`: every state goes through JSON between events, as RocksDB and changelogs keep it."""
     state = reference = None
     for kind, steps, amount, category, channel, n, ahead in raw:
         t = T0 + steps * 10 * MINUTE
@@ -184,3 +188,5 @@ def test_step_equals_the_plain_fold_and_whole_readings(engine: TagEngine, raw: l
         if expected[0] is reference:
             assert got.state is state  # a replay gives the state itself back (the processor's test)
         state, reference = got.state, expected[0]
+        if stored:
+            state, reference = orjson.loads(orjson.dumps(state)), orjson.loads(orjson.dumps(reference))
