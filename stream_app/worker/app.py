@@ -49,6 +49,7 @@ from stream_app.worker.producer import StageProducer
 from stream_app.worker.profile_web import register_profile_views
 from stream_app.worker.runtime import Outbox, TopicNames
 from stream_app.worker.stage_runner import StageRunner
+from stream_app.worker.tables import TableMemory, Tables
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,16 @@ class Pipeline:
         def outbox() -> Outbox:
             return Outbox(self.producer, partitions, enveloped)
 
+        # Every partition of every table below: dlq-ledger, event-ids, person x3, identity x4.
+        databases = (
+            t.touchpoints.partitions
+            + internal.events_by_id.partitions
+            + 3 * internal.person_events.partitions
+            + 4 * internal.linker.partitions
+        )
+        tables = Tables(app, TableMemory(settings.table_memory_bytes, databases))
         dlq_ledger = DlqLedger(
-            app.Table(
+            tables(
                 "dlq-ledger",
                 partitions=t.touchpoints.partitions,
                 key_type=str,
@@ -166,7 +175,7 @@ class Pipeline:
         )
         app.task(replica.run)
         dedupe = DedupeStage(
-            app,
+            tables,
             internal.events_by_id.partitions,
             duration_ms(topology.dedupe.retention),
             replica,
@@ -182,7 +191,7 @@ class Pipeline:
 
         app.on_partitions_assigned.connect(on_assigned)
         identity_tables = [
-            app.Table(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
+            tables(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
             for name, text in [
                 ("owners", "identifier key -> one_id"),
                 ("profiles", "one_id -> profile (identifiers, evidence)"),
@@ -201,6 +210,7 @@ class Pipeline:
         )
         people = PersonStage(
             app,
+            tables,
             TagEngine.from_specs(topology.tags),
             RuleEngine(topology.rules, topology.contact_policy, topology.stores),
             outbox(),
