@@ -230,3 +230,42 @@ def test_a_key_created_and_deleted_in_one_batch_leaves_no_record():
     state["p-a"] = 1
     del state["p-a"]
     assert state.flush() == 0 and store.changelog == []
+
+
+class _Outbox:
+    """What `FaustTableStore` hands a stage's outbox, and the deliveries it registers with."""
+
+    def __init__(self) -> None:
+        from stream_app.worker.producer import Deliveries
+
+        self.deliveries = Deliveries()
+        self.added: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        self.added.append((topic, key, value, partition))
+
+
+def test_changelog_records_through_the_outbox_are_the_ones_faust_would_send(tmp_path):
+    """The same batch flushed through Faust's `send_changelog` and through the stage's outbox:
+    the same (partition, key, value) records in the table's changelog topic; and `persist`
+    stores the acknowledged offset where Faust's recovery reads it."""
+    writes = [(0, "p-a", {"n": 1}), (1, "p-b", "x"), (0, "p-a", {"n": 2}), (2, "p-c", [1]), (1, "p-b", None)]
+    faust_rig, ours_rig = FaustRig(tmp_path / "faust"), FaustRig(tmp_path / "ours")
+    outbox = _Outbox()
+    tables = faust_rig.table("person-state"), ours_rig.table("person-state")
+    states = BatchState(FaustTableStore(tables[0])), BatchState(FaustTableStore(tables[1], outbox=outbox))
+    for state in states:
+        for partition, key, value in writes:
+            with as_current(Event(partition)):
+                if value is None:
+                    del state[key]
+                else:
+                    state[key] = value
+        state.flush()
+    topic = tables[1].changelog_topic.get_topic_name()
+    assert outbox.deliveries.tracked == {topic}
+    assert {(t, p) for t, _, _, p in outbox.added} == {(topic, 0), (topic, 1), (topic, 2)}
+    assert [(p, k, v) for _, k, v, p in outbox.added] == faust_rig.sent and ours_rig.sent == []
+    FaustTableStore(tables[1], outbox=outbox).persist({(topic, 2): 41, ("elsewhere", 0): 7})
+    assert tables[1].data.persisted_offset(TP(topic, 2)) == 41
+    assert tables[1].data.persisted_offset(TP(topic, 0)) is None
