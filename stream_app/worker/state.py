@@ -177,15 +177,6 @@ class FaustTableStore:
                     yield partition, store._decode_key(raw_key), self.decode(raw_value)
 
 
-def table_get(table: Any, key: str, decode: Callable[[bytes], Any] = orjson.loads) -> Any:
-    """`table.get(key)` in one RocksDB read (of the current event's partition, as Faust reads),
-    None if missing. Faust's own path reads twice on a hit, looks for a model in the value, and
-    raises and catches a `KeyError` on a miss."""
-    store = table.data
-    raw = store._get(store._encode_key(key))
-    return None if raw is None else decode(raw)
-
-
 class BatchState(MutableMapping[str, Any]):
     """A mapping over a `PartitionStore` that reads each key at most once and writes it at most
     once per batch (see the module docstring for the bound and the partitions).
