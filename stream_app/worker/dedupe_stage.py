@@ -117,8 +117,8 @@ class DedupeStage:
         """Write the ids the batch remembered, each once (before the outbox is sent)."""
         self.event_ids.flush()
 
-    def after_delivery(self) -> None:
-        """The outbox was acknowledged: where the changelog is stored up to, for recovery."""
+    def persist_landed(self) -> None:
+        """Where the changelog is acknowledged up to so far: the offset recovery starts from."""
         self.store.persist(self.outbox.deliveries.take_landed())
 
     def forget_cursors(self) -> None:

@@ -77,8 +77,8 @@ class PersonStage:
         for state in self.batch_states:
             state.flush()
 
-    def after_delivery(self) -> None:
-        """The outbox was acknowledged: where each changelog is stored up to, for recovery."""
+    def persist_landed(self) -> None:
+        """Where each changelog is acknowledged up to so far: the offsets recovery starts from."""
         landed = self.outbox.deliveries.take_landed()
         for store in self.stores:
             store.persist(landed)

@@ -107,17 +107,16 @@ class StageRunner:
             await self.send(stage)
 
     async def send(self, stage: str) -> None:
-        """The batch's state written, then its outputs sent; the batch waits for the broker to take
-        all of them (Faust commits offsets after)."""
+        """The batch's state written, then its outputs handed to the producer (Faust commits the
+        batch's offsets only once they are acknowledged: `StageProducer.flush_before_commit`)."""
         adapter = self.stages[stage]
         end_batch = getattr(adapter, "end_batch", None)
         if end_batch is not None:
             end_batch()
         adapter.outbox.send()
-        await adapter.outbox.delivered()
-        after_delivery = getattr(adapter, "after_delivery", None)
-        if after_delivery is not None:
-            after_delivery()
+        persist_landed = getattr(adapter, "persist_landed", None)
+        if persist_landed is not None:
+            persist_landed()
         if stage == "ingest":
             await self.ingest.sent()
 
