@@ -82,9 +82,10 @@ class LinkStage:
             if resolution.merges:
                 survivors.add(resolution.one_id)
             created += resolution.created
-        outbox.send()
+        futures = await outbox.send()
         if merged:
-            await outbox.delivered()
+            for future in futures:
+                await future
         for key, owner in self.pending.commit().items():
             outbox.add(names.identity_map, key.encode(), owner.encode())
         for survivor in survivors:  # (the fast path names them as the linker does)

@@ -29,11 +29,8 @@ class Outbox:
     def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         self.added.append((topic, key, value))
 
-    def send(self) -> None:
-        pass
-
-    async def delivered(self) -> None:
-        pass
+    async def send(self) -> list[Any]:
+        return []
 
     def take(self, topic: str) -> list[tuple[str, Any]]:
         """(key, value) added for `topic`, values as JSON (an owner on the identifier map is plain)."""
