@@ -1,4 +1,4 @@
-"""The Faust recovery workaround seeks stream partitions before resuming them (no I/O: a stub)."""
+"""The Faust workarounds around recoveries and seeks (no I/O: stubs of the methods they wrap)."""
 
 from __future__ import annotations
 
@@ -93,12 +93,26 @@ def test_install_swaps_the_method(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _restore():
+    from aiokafka.consumer.fetcher import Fetcher
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-    before, seek_before = Recovery.on_recovery_completed, Consumer.perform_seek
+    before = (
+        Recovery.on_recovery_completed,
+        Consumer.perform_seek,
+        AIOKafkaConsumerThread._fetch_records,
+        Fetcher.seek_to,
+        Fetcher.request_offset_reset,
+    )
     yield
-    Recovery.on_recovery_completed, Consumer.perform_seek = before, seek_before
+    (
+        Recovery.on_recovery_completed,
+        Consumer.perform_seek,
+        AIOKafkaConsumerThread._fetch_records,
+        Fetcher.seek_to,
+        Fetcher.request_offset_reset,
+    ) = before
 
 
 NEW, SEEN = TopicPartition("touchpoints", 0), TopicPartition("touchpoints", 1)
@@ -151,3 +165,78 @@ def test_install_swaps_perform_seek():
 
     faust_recovery_fix.install()
     assert Consumer.perform_seek is faust_recovery_fix.perform_seek
+
+
+# -- the third workaround: a fetch for the partitions active when it starts, undone by a seek --
+
+A, B = TopicPartition("touchpoints", 0), TopicPartition("events-by-id", 0)
+
+
+def _record(offset: int) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset)
+
+
+def _fetch(monkeypatch, active, fetched):
+    """Runs the workaround with Faust's own `_fetch_records` replaced by `fetched(partitions,
+    fetcher)`; returns (what it returned, the partitions Faust's method was asked for, the seeks)."""
+    asked: list[frozenset] = []
+    sought: list[tuple[TopicPartition, int]] = []
+    fetcher = SimpleNamespace(seek_to=lambda tp, offset: sought.append((tp, offset)))
+
+    async def original(self, consumer, partitions, timeout=None, max_records=None):
+        asked.append(partitions)
+        return fetched(partitions, fetcher)
+
+    monkeypatch.setattr(faust_recovery_fix, "_original_fetch_records", original)
+    consumer = SimpleNamespace(_fetcher=fetcher)
+    result = asyncio.run(faust_recovery_fix.fetch_records(object(), consumer, active, timeout=1.0))
+    return result, asked, sought
+
+
+def test_a_fetch_asks_for_the_partitions_active_when_it_starts(monkeypatch):
+    active = {A}
+
+    def fetched(partitions, fetcher):
+        active.clear()  # recovery pauses the changelogs while the fetch waits
+        return {tp: [_record(7)] for tp in partitions}
+
+    result, asked, sought = _fetch(monkeypatch, active, fetched)
+    assert asked == [frozenset({A})]
+    assert result == {A: [_record(7)]} and sought == []
+
+
+def test_no_active_partition_fetches_nothing(monkeypatch):
+    """aiokafka would read an empty set as every partition (see the integration test)."""
+    result, asked, _ = _fetch(monkeypatch, set(), lambda partitions, fetcher: {B: [_record(1)]})
+    assert result == {} and asked == []
+
+
+def test_a_fetch_during_which_a_position_moved_is_put_back(monkeypatch):
+    def fetched(partitions, fetcher):
+        fetcher.stream_app_seeks = 1  # a seek to the committed offsets while the fetch waited
+        return {A: [_record(285), _record(286)], B: [_record(40)]}
+
+    result, _, sought = _fetch(monkeypatch, {A, B}, fetched)
+    assert result == {}
+    assert sorted(sought) == sorted([(A, 285), (B, 40)])
+
+
+def test_seeks_are_counted_on_the_fetcher():
+    from aiokafka.consumer.fetcher import Fetcher
+
+    faust_recovery_fix.install()
+    fetcher = object.__new__(Fetcher)
+    fetcher._subscriptions = SimpleNamespace(seek=lambda tp, offset: None)
+    fetcher._records = {}
+    fetcher._notify = lambda future: None
+    fetcher._wait_consume_future = None
+    fetcher.seek_to(A, 5)
+    fetcher.seek_to(A, 6)
+    assert faust_recovery_fix._seeks(fetcher) == 2
+
+
+def test_install_swaps_the_fetch():
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    faust_recovery_fix.install()
+    assert AIOKafkaConsumerThread._fetch_records is faust_recovery_fix.fetch_records
