@@ -47,6 +47,7 @@ from stream_app.worker.person_stage import PersonStage
 from stream_app.worker.profile_web import register_profile_views
 from stream_app.worker.runtime import Outbox, TopicNames
 from stream_app.worker.stage_runner import StageRunner
+from stream_app.worker.tables import TableMemory, Tables
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,16 @@ class Pipeline:
             return Outbox(self._produce, partitions, enveloped)
 
         bootstrap = server_list(app.conf.broker, 9092)  # for the worker's own plain consumers
+        # Every partition of every table below: dlq-ledger, event-ids, person x3, identity x4.
+        databases = (
+            t.touchpoints.partitions
+            + internal.events_by_id.partitions
+            + 3 * internal.person_events.partitions
+            + 4 * internal.linker.partitions
+        )
+        tables = Tables(app, TableMemory(settings.table_memory_bytes, databases))
         dlq_ledger = DlqLedger(
-            app.Table(
+            tables(
                 "dlq-ledger",
                 partitions=t.touchpoints.partitions,
                 key_type=str,
@@ -161,7 +170,7 @@ class Pipeline:
         )
         app.task(replica.run)
         dedupe = DedupeStage(
-            app,
+            tables,
             internal.events_by_id.partitions,
             duration_ms(topology.dedupe.retention),
             replica,
@@ -177,7 +186,7 @@ class Pipeline:
 
         app.on_partitions_assigned.connect(on_assigned)
         identity_tables = [
-            app.Table(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
+            tables(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
             for name, text in [
                 ("owners", "identifier key -> one_id"),
                 ("profiles", "one_id -> profile (identifiers, evidence)"),
@@ -196,6 +205,7 @@ class Pipeline:
         )
         people = PersonStage(
             app,
+            tables,
             TagEngine.from_specs(topology.tags),
             RuleEngine(topology.rules, topology.contact_policy, topology.stores),
             outbox(),

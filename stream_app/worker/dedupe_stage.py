@@ -12,7 +12,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import faust
 import orjson
 
 from stream_app.identity import records as identity_records
@@ -29,6 +28,7 @@ from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.link_stage import publish_resolved
 from stream_app.worker.runtime import Outbox, TopicNames, envelope_items
 from stream_app.worker.table_scan import scan_partition
+from stream_app.worker.tables import Tables
 
 SWEEP_INTERVAL_MS = 1_000
 """How often, at most, each de-duplication partition walks on through its keys to expire them."""
@@ -37,7 +37,7 @@ SWEEP_INTERVAL_MS = 1_000
 class DedupeStage:
     def __init__(
         self,
-        app: faust.App,
+        tables: Tables,
         partitions: int,
         retention_ms: int,
         replica: IdentityMapReplica,
@@ -46,7 +46,7 @@ class DedupeStage:
         metrics: Metrics,
         now_ms: Callable[[], int],
     ):
-        self.seen_event_ids = app.Table(
+        self.seen_event_ids = tables(
             "event-ids",
             partitions=partitions,
             key_type=str,

@@ -18,12 +18,14 @@ from stream_app.people.processor import Emit, PersonProcessor
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from stream_app.worker.runtime import Outbox, envelope_items
+from stream_app.worker.tables import Tables
 
 
 class PersonStage:
     def __init__(
         self,
         app: faust.App,
+        tables: Tables,
         tag_engine: TagEngine,
         rule_engine: RuleEngine,
         outbox: Outbox,
@@ -36,15 +38,15 @@ class PersonStage:
         self.metrics = metrics
         self.topics = topics
         """The processor's outputs -> topic names."""
-        self.states = app.Table("person-state", partitions=partitions, key_type=str, help="one_id -> state")
-        self.aliases = app.Table(
+        self.states = tables("person-state", partitions=partitions, key_type=str, help="one_id -> state")
+        self.aliases = tables(
             "person-aliases",
             partitions=partitions,
             key_type=str,
             value_type=str,
             help="merged one_id -> survivor",
         )
-        timers = app.Table(
+        timers = tables(
             "person-timers", partitions=partitions, key_type=str, help="one_id -> [partition, next due]"
         )
         self.processor = PersonProcessor(
