@@ -104,7 +104,10 @@ class StageRunner:
             await self.send(stage)
 
     async def send(self, stage: str) -> None:
-        await self.stages[stage].outbox.send()
+        """What the stage added goes out, and the batch waits for the broker to take all of it."""
+        outbox = self.stages[stage].outbox
+        outbox.send()
+        await outbox.delivered()
         if stage == "ingest":
             await self.ingest.sent()
 
@@ -137,7 +140,7 @@ class StageRunner:
             return
         self._announced[mark.writer] = (mark.t, mark.idle, wall)
         for topic in self.downstream[stage]:
-            await self.stages[stage].outbox.send_control(topic, mark.encode())
+            self.stages[stage].outbox.send_control(topic, mark.encode())
 
     # -- progress markers --------------------------------------------------------------------
 
@@ -162,14 +165,19 @@ class StageRunner:
             # What was handed on before the first round's markers is ahead of them; what came
             # after may not be, and the run needs another round behind it.
             handed_on = self.people.take_handed_on(partition)
-        await self.app.producer.flush()  # everything sent before the marker is on the broker
+        await self._flush(reader)  # everything sent before the marker is on the broker
         next_stage = self.next_stage[stage]
         sources = self.inputs[stage].partitions
         if next_stage is not None:
             downstream = self.inputs[next_stage].name
             forwarded = Marker(marker.run, marker.close_event_time, partition, sources, next_stage).encode()
-            await self.stages[reader].outbox.send_control(downstream, forwarded)
+            self.stages[reader].outbox.send_control(downstream, forwarded)
         else:
             done = StageDone(marker.run, stage, partition, sources, forwarded=handed_on)
             await self.control.send(value=done.encode(), partition=0)
+        await self._flush(reader)
+
+    async def _flush(self, stage: str) -> None:
+        """The stage's records and Faust's (table changelogs, the control topic) on the broker."""
+        await self.stages[stage].outbox.delivered()
         await self.app.producer.flush()
