@@ -128,6 +128,7 @@ class Pipeline:
 
         bootstrap = server_list(app.conf.broker, 9092)  # for the worker's own plain clients
         self.producer = StageProducer(",".join(bootstrap), settings.producer_linger)
+        self.producer.flush_before_commit(app.producer)
         app.on_before_shutdown.connect(self._close_producer)
 
         def outbox() -> Outbox:

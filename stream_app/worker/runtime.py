@@ -120,7 +120,7 @@ class Producer(Protocol):
         deliveries: Deliveries,
         topic: str,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         partition: int | None = None,
         headers: Mapping[str, bytes] | None = None,
     ) -> None: ...
@@ -151,15 +151,18 @@ class Outbox:
     """Topic -> partition count, for every topic the stage writes."""
     enveloped: frozenset[str]
     max_bytes: int = ENVELOPE_MAX_BYTES
-    _pending: list[tuple[str, bytes | None, bytes | list[bytes], int | None]] = field(default_factory=list)
+    _pending: list[tuple[str, bytes | None, bytes | list[bytes] | None, int | None]] = field(
+        default_factory=list
+    )
     _open: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
     """(topic, partition) -> the items of the envelope still taking them."""
     _open_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> that envelope's size so far, separators included."""
     deliveries: Deliveries = field(default_factory=Deliveries)
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-        if topic not in self.enveloped:
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """`value` None: a tombstone (deletes the key of a compacted topic; never enveloped)."""
+        if topic not in self.enveloped or value is None:
             self._pending.append((topic, key, value, partition))
             return
         if partition is None:

@@ -34,6 +34,9 @@ HEARTBEAT_MS = 5_000
 
 
 class Stage(Protocol):
+    """A stage that keeps state per batch (`stream_app.worker.state.BatchState`) also has
+    `end_batch()`: the runner calls it before each send of the stage's outbox."""
+
     outbox: Outbox
 
     async def handle(self, record: Any) -> None: ...
@@ -104,10 +107,16 @@ class StageRunner:
             await self.send(stage)
 
     async def send(self, stage: str) -> None:
-        """What the stage added goes out, and the batch waits for the broker to take all of it."""
-        outbox = self.stages[stage].outbox
-        outbox.send()
-        await outbox.delivered()
+        """The batch's state written, then its outputs handed to the producer (Faust commits the
+        batch's offsets only once they are acknowledged: `StageProducer.flush_before_commit`)."""
+        adapter = self.stages[stage]
+        end_batch = getattr(adapter, "end_batch", None)
+        if end_batch is not None:
+            end_batch()
+        adapter.outbox.send()
+        persist_landed = getattr(adapter, "persist_landed", None)
+        if persist_landed is not None:
+            persist_landed()
         if stage == "ingest":
             await self.ingest.sent()
 

@@ -55,3 +55,31 @@ def test_a_failed_delivery_raises_in_the_waiting_stage():
 
     with pytest.raises(DeliveryFailed, match="1 records not delivered, first: MSG_SIZE_TOO_LARGE"):
         asyncio.run(asyncio.wait_for(main(), 10))
+
+
+class _Msg:
+    def __init__(self, topic: str, partition: int, offset: int):
+        self._t, self._p, self._o = topic, partition, offset
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+
+def test_the_newest_offset_acknowledged_is_kept_per_partition_of_tracked_topics_only():
+    deliveries = Deliveries()
+    deliveries.tracked.add("state-changelog")
+    for topic, partition, offset in [
+        ("state-changelog", 0, 5),
+        ("state-changelog", 0, 3),  # reports may come out of order across batches
+        ("state-changelog", 1, 9),
+        ("coupons", 0, 100),
+    ]:
+        deliveries.on_delivery(None, _Msg(topic, partition, offset))  # type: ignore[arg-type]
+    assert deliveries.take_landed() == {("state-changelog", 0): 5, ("state-changelog", 1): 9}
+    assert deliveries.take_landed() == {}
