@@ -197,6 +197,10 @@ def evaluator(rule: rule_engine.Rule) -> Evaluator:
     attributes, comprehensions, typed names) keeps `rule.evaluate`. `tests/unit/test_expressions.py`
     checks both agree on generated expressions and values.
 
+    Numbers stay Python `int`/`float` inside the closures where comparing them natively gives what
+    rule-engine's Decimals give (`_number_pair`); the value returned is rule-engine's own (a
+    Decimal for a number).
+
     >>> evaluator(compile_expression("views[category] == 3"))({"views": {"bags": 3}, "category": "bags"})
     True
     >>> arithmetic = compile_expression("views + 1")  # outside the subset: rule-engine's own
@@ -209,7 +213,8 @@ def evaluator(rule: rule_engine.Rule) -> Evaluator:
         compiled = _compile(rule.statement.expression, _CONTEXT.default_value)
     except _Unsupported:
         return rule.evaluate
-    return lambda thing: _value(compiled(thing))
+    # A dict (what the engines pass) takes one generated function; another mapping the closures.
+    return _generate(rule.statement.expression, _CONTEXT.default_value, compiled)
 
 
 class _Unsupported(Exception):
@@ -226,33 +231,73 @@ class _Raw:
         self.raw = raw
 
 
-_SCALARS = (str, bool, type(None))
 _Loader = Callable[..., Any]
+_SAFE_INT = 2**53
+"""Integers up to this size are floats exactly, and their shortest repr is themselves."""
+_NATIVE = frozenset({str, bool, type(None), int, float})
+_NUMBERS = frozenset({int, float})
 
 
-def _coerce(value: Any, load: _Loader) -> Any:
-    """What rule-engine's `_new_value(value, verify_type=False)` gives, mappings and arrays left raw.
+# Values inside the closures ("native"): str, bool, None, int, float as the caller holds them;
+# `_Raw` for a dict or list; anything else already as rule-engine holds it (Decimal, datetime).
+# rule-engine holds every number as a Decimal (a float as `Decimal(repr(x))`, its shortest repr).
+# Comparing those Decimals orders them as the floats and ints themselves order, because a float's
+# shortest repr rounds back to it (so repr order is float order), and an int of at most 2**53 is
+# a float exactly, whose repr is itself. Beyond that (a huge int against a float, a NaN ordered,
+# a Decimal literal no float equals) the closures compare rule-engine's values instead.
+
+
+def _native(value: Any, load: _Loader) -> Any:
+    """A value read from the caller's mapping, as the closures hold it.
 
     `load` is the node's own `_new_value` (it knows the context's time zone for naive datetimes)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
+    if kind in _NATIVE:
         return value
-    if kind is int:
-        return Decimal(value)
-    if kind is float:
-        return Decimal(repr(value))  # as rule-engine: the shortest repr, not the binary value
     if kind is dict or kind is list:
         return _Raw(value)
     return load(value, verify_type=False)
 
 
-def _value(value: Any) -> Any:
-    return coerce_value(value.raw, verify_type=False) if isinstance(value, _Raw) else value
+def _engine_value(value: Any) -> Any:
+    """What rule-engine holds for a native value (`_new_value(value, verify_type=False)`)."""
+    kind = type(value)
+    if kind is int:
+        return Decimal(value)
+    if kind is float:
+        return Decimal(repr(value))  # as rule-engine: the shortest repr, not the binary value
+    if kind is _Raw:
+        return coerce_value(value.raw, verify_type=False)
+    return value
+
+
+def _native_literal(value: Any) -> Any:
+    """A literal's Decimal as an int or float that compares as it does (else the Decimal)."""
+    if type(value) is not Decimal or not value.is_finite():
+        return value
+    if value == value.to_integral_value() and abs(value) <= _SAFE_INT:
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else value
+
+
+def _number_pair(left: Any, right: Any) -> bool:
+    """Both numbers that compare natively as rule-engine's Decimals of them compare."""
+    kind_left, kind_right = type(left), type(right)
+    if kind_left not in _NUMBERS or kind_right not in _NUMBERS:
+        return False
+    if kind_left is float and left != left or kind_right is float and right != right:
+        return False  # NaN: Decimal('NaN') refuses to be ordered
+    if kind_left is kind_right:
+        return True
+    whole = left if kind_left is int else right
+    return -_SAFE_INT <= whole <= _SAFE_INT
 
 
 def _truth(value: Any) -> bool:
-    # A coerced mapping or array is as long as the raw one, so as true.
-    return bool(value.raw) if isinstance(value, _Raw) else bool(value)
+    # A coerced mapping or array is as long as the raw one, so as true; a Decimal is as true as
+    # the number it was made from.
+    return bool(value.raw) if type(value) is _Raw else bool(value)
 
 
 def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
@@ -261,17 +306,22 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
         if node.scope is not None or node.result_type != DataType.UNDEFINED:
             raise _Unsupported(node)
         name, load = node.name, node._new_value
+        missing = _native(default, load)
 
         def symbol(thing: Any) -> Any:
+            if type(thing) is dict:
+                if name in thing:
+                    return _native(thing[name], load)
+                return missing
             if isinstance(thing, Mapping) and name in thing:
-                return _coerce(thing[name], load)
-            return _coerce(default, load)
+                return _native(thing[name], load)
+            return missing
 
         return symbol
     if isinstance(node, re_ast.LiteralExpressionBase):
         if not node.result_type.is_scalar:
             raise _Unsupported(node)
-        literal = node.value
+        literal = node.value  # a result keeps rule-engine's own Decimal (`5000.0`, not `5000`)
         return lambda thing: literal
     if kind is re_ast.LogicExpression:
         left, right = _compile(node.left, default), _compile(node.right, default)
@@ -281,18 +331,18 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
             return lambda thing: _truth(left(thing)) or _truth(right(thing))
         raise _Unsupported(node)
     if kind is re_ast.ComparisonExpression:
-        left, right = _compile(node.left, default), _compile(node.right, default)
+        left, right = _operand(node.left, default), _operand(node.right, default)
         if node.type == "eq":
-            return lambda thing: _equal(_value(left(thing)), _value(right(thing)))
+            return lambda thing: _equal_native(left(thing), right(thing))
         if node.type == "ne":
-            return lambda thing: not _equal(_value(left(thing)), _value(right(thing)))
+            return lambda thing: not _equal_native(left(thing), right(thing))
         raise _Unsupported(node)
     if kind is re_ast.ArithmeticComparisonExpression:
         op = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}.get(node.type)
         if op is None:
             raise _Unsupported(node)
-        left, right = _compile(node.left, default), _compile(node.right, default)
-        return lambda thing: _ordered(op, _value(left(thing)), _value(right(thing)))
+        left, right = _operand(node.left, default), _operand(node.right, default)
+        return lambda thing: _ordered_native(op, left(thing), right(thing))
     if kind is re_ast.TernaryExpression:
         condition = _compile(node.condition, default)
         case_true, case_false = _compile(node.case_true, default), _compile(node.case_false, default)
@@ -303,8 +353,73 @@ def _compile(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
     if kind is GetItemExpression and not node.safe:
         container, item = _compile(node.container, default), _compile(node.item, default)
         load = node._new_value
-        return lambda thing: _item(container(thing), _value(item(thing)), load)
+
+        def get_item(thing: Any) -> Any:
+            held = container(thing)
+            if held is None:  # before the item is evaluated, as rule-engine does
+                raise errors.EvaluationError("data type mismatch (container is null)")
+            return _item_native(held, item(thing), load)
+
+        return get_item
     raise _Unsupported(node)
+
+
+def _operand(node: ExpressionBase, default: Any) -> Callable[[Any], Any]:
+    """A side of a comparison: a number literal as the int or float it compares as."""
+    if isinstance(node, re_ast.LiteralExpressionBase) and node.result_type.is_scalar:
+        literal = _native_literal(node.value)
+        return lambda thing: literal
+    return _compile(node, default)
+
+
+def _equal_native(left: Any, right: Any) -> bool:
+    kind_left, kind_right = type(left), type(right)
+    if kind_left in _NATIVE and kind_right in _NATIVE:
+        if kind_left not in _NUMBERS or kind_right not in _NUMBERS:
+            return kind_left is kind_right and left == right  # a number is never a str, bool, null
+        if _number_pair(left, right):
+            return bool(left == right)
+    return _equal(_engine_value(left), _engine_value(right))
+
+
+def _ordered_native(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
+    if _number_pair(left, right):
+        return op(left, right)
+    kind = type(left)
+    if kind is type(right) and (kind is str or kind is bool):
+        return op(left, right)
+    return _ordered(op, _engine_value(left), _engine_value(right))
+
+
+def _item_native(container: Any, item: Any, load: _Loader) -> Any:
+    """GetItemExpression (not the safe `&[`): a str key of a raw dict read without coercing."""
+    if type(container) is _Raw and type(item) is str:
+        raw = container.raw
+        if isinstance(raw, dict):
+            try:
+                return _native(raw[item], load)
+            except KeyError:
+                raise errors.LookupError(coerce_value(raw, verify_type=False), item) from None
+    if type(container) is not _Raw:
+        container = _engine_value(container)
+    return _item(container, _engine_value(item), load)
+
+
+# rule-engine's own semantics, on its own values (the slow path of the closures above).
+
+
+def _coerce(value: Any, load: _Loader) -> Any:
+    """What rule-engine's `_new_value(value, verify_type=False)` gives, mappings and arrays left raw."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        return Decimal(value)
+    if kind is float:
+        return Decimal(repr(value))
+    if kind is dict or kind is list:
+        return _Raw(value)
+    return load(value, verify_type=False)
 
 
 def _equal(left: Any, right: Any) -> bool:
@@ -329,7 +444,7 @@ def _ordered(op: Callable[[Any, Any], Any], left: Any, right: Any) -> Any:
 
 
 def _item(container: Any, item: Any, load: _Loader) -> Any:
-    """GetItemExpression (not the safe `&[`)."""
+    """GetItemExpression (not the safe `&[`) on rule-engine's values (a raw container kept raw)."""
     if isinstance(container, _Raw):
         raw = container.raw
         if isinstance(raw, dict) and isinstance(item, str):
@@ -357,3 +472,160 @@ def _item(container: Any, item: Any, load: _Loader) -> Any:
     except (IndexError, KeyError):
         raise errors.LookupError(container, item) from None
     return _coerce(value, load)
+
+
+# -- the hottest path: one generated Python function per expression -------------------------------
+#
+# The closures above cost a Python call per node and per helper. For a `dict` (what the tag and
+# rule engines pass) `_generate` writes the same tree as one Python expression: a name is one
+# `thing.get`, a comparison with a number or string literal is checked inline (the same
+# `_number_pair` reasoning, decided at compile time for the literal's side), and every other case
+# calls the very helpers the closures call, so both agree by construction where it is not inline.
+# Temporaries are assignment expressions, so each sub-expression is evaluated once, in the order
+# rule-engine evaluates it (a ternary's condition first, a container before its item).
+
+
+class _Source:
+    def __init__(self, default: Any):
+        self.default = default
+        self.names: dict[str, Any] = {
+            "_NATIVE": _NATIVE,
+            "_Raw": _Raw,
+            "_native": _native,
+            "_equal_native": _equal_native,
+            "_ordered_native": _ordered_native,
+            "_item_native": _item_native,
+            "_null_container": _null_container,
+        }
+        self.count = 0
+
+    def temp(self) -> str:
+        self.count += 1
+        return f"_t{self.count}"
+
+    def constant(self, value: Any) -> str:
+        name = f"_c{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def truth(self, node: ExpressionBase) -> str:
+        """`_truth` of the node's value, inline (a comparison or logic node is a bool already)."""
+        code = self.value(node)
+        if type(node) in _BOOLEAN_NODES:
+            return code
+        t = self.temp()
+        return f"bool({t}.raw if type({t} := {code}) is _Raw else {t})"
+
+    def value(self, node: ExpressionBase) -> str:
+        kind = type(node)
+        if kind is SymbolExpression:
+            if node.scope is not None or node.result_type != DataType.UNDEFINED:
+                raise _Unsupported(node)
+            t = self.temp()
+            load = self.constant(node._new_value)
+            get = f"thing[{node.name!r}] if {node.name!r} in thing else {self.constant(self.default)}"
+            return f"({t} if type({t} := ({get})) in _NATIVE else _native({t}, {load}))"
+        if isinstance(node, re_ast.LiteralExpressionBase):
+            if not node.result_type.is_scalar:
+                raise _Unsupported(node)
+            return self.constant(node.value)
+        if kind is re_ast.LogicExpression and node.type in ("and", "or"):
+            return f"({self.truth(node.left)} {node.type} {self.truth(node.right)})"
+        if kind is re_ast.UnaryExpression and node.type == "not":
+            return f"(not {self.truth(node.right)})"
+        if kind is re_ast.TernaryExpression:
+            condition = self.truth(node.condition)
+            return f"({self.value(node.case_true)} if {condition} else {self.value(node.case_false)})"
+        if kind is re_ast.ComparisonExpression and node.type in ("eq", "ne"):
+            return self.equal(node.left, node.right, negate=node.type == "ne")
+        if kind is re_ast.ArithmeticComparisonExpression and node.type in _ORDERS:
+            return self.ordered(node.type, node.left, node.right)
+        if kind is GetItemExpression and not node.safe:
+            t = self.temp()
+            item, load = self.value(node.item), self.constant(node._new_value)
+            container = self.value(node.container)
+            found = f"_item_native({t}, {item}, {load})"
+            return f"({found} if ({t} := {container}) is not None else _null_container())"
+        raise _Unsupported(node)
+
+    def operand(self, node: ExpressionBase) -> tuple[str, Any]:
+        """(code, the literal's native value or `_NOT_LITERAL`) of a comparison's side."""
+        if isinstance(node, re_ast.LiteralExpressionBase) and node.result_type.is_scalar:
+            literal = _native_literal(node.value)
+            return self.constant(literal), literal
+        return self.value(node), _NOT_LITERAL
+
+    def equal(self, left_node: ExpressionBase, right_node: ExpressionBase, negate: bool) -> str:
+        (left, literal_left), (right, literal) = self.operand(left_node), self.operand(right_node)
+        if literal is _NOT_LITERAL and literal_left is not _NOT_LITERAL:
+            left, right, literal = right, left, literal_left  # equality is symmetric here
+        not_ = "not " if negate else ""
+        if literal is None or type(literal) is bool:  # null, true, false: only itself equals it
+            return f"({left} is {'not ' if negate else ''}{right})"
+        t = self.temp()
+        if type(literal) is str:
+            fast = f"type({t} := {left}) is str"
+        elif type(literal) is int and abs(literal) <= _SAFE_INT or type(literal) is float:
+            fast = self.number_check(t, left, literal, nan_ok=True)
+        else:
+            return f"({not_}_equal_native({left}, {right}))"
+        op = "!=" if negate else "=="
+        return f"(({t} {op} {right}) if {fast} else ({not_}_equal_native({t}, {right})))"
+
+    def ordered(self, op: str, left_node: ExpressionBase, right_node: ExpressionBase) -> str:
+        (left, literal_left), (right, literal) = self.operand(left_node), self.operand(right_node)
+        function = self.constant(_ORDERS[op])
+        if literal is _NOT_LITERAL or literal_left is not _NOT_LITERAL:
+            return f"_ordered_native({function}, {left}, {right})"
+        t = self.temp()
+        if type(literal) is str:
+            fast = f"type({t} := {left}) is str"
+        elif type(literal) is int and abs(literal) <= _SAFE_INT or type(literal) is float:
+            fast = self.number_check(t, left, literal, nan_ok=False)
+        else:
+            return f"_ordered_native({function}, {left}, {right})"
+        symbol = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}[op]
+        return f"(({t} {symbol} {right}) if {fast} else _ordered_native({function}, {t}, {right}))"
+
+    def number_check(self, t: str, code: str, literal: int | float, nan_ok: bool) -> str:
+        """Whether `t` (assigned `code`) compares natively with the literal (`_number_pair`)."""
+        kind = self.temp()
+        finite = "" if nan_ok else f" and {t} == {t}"
+        if type(literal) is int:  # an int of at most 2**53 against any int, or a float
+            return f"((({kind} := type({t} := {code})) is int) or ({kind} is float{finite}))"
+        return (
+            f"((({kind} := type({t} := {code})) is float{finite}) or "
+            f"({kind} is int and {-_SAFE_INT} <= {t} <= {_SAFE_INT}))"
+        )
+
+
+_NOT_LITERAL = object()
+_ORDERS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+_BOOLEAN_NODES = frozenset(
+    {re_ast.ComparisonExpression, re_ast.ArithmeticComparisonExpression, re_ast.LogicExpression}
+)
+
+
+def _null_container() -> Any:
+    raise errors.EvaluationError("data type mismatch (container is null)")
+
+
+def _generate(node: ExpressionBase, default: Any, closures: Callable[[Any], Any]) -> Evaluator:
+    source = _Source(default)
+    try:
+        body = source.value(node)
+    except _Unsupported:  # (cannot happen: the closures compiled the same nodes)
+        body = None
+    names = {**source.names, "_closures": closures, "_engine_value": _engine_value}
+    code = (
+        "def evaluate(thing):\n"
+        "    value = _closures(thing) if type(thing) is not dict else "
+        f"{body if body is not None else '_closures(thing)'}\n"
+        "    kind = type(value)\n"
+        "    if kind is bool or kind is str or value is None:  # most results: nothing to convert\n"
+        "        return value\n"
+        "    return _engine_value(value)\n"
+    )
+    exec(compile(code, "<expression>", "exec"), names)  # noqa: S102 - our own code, from the tree
+    evaluate: Evaluator = names["evaluate"]
+    return evaluate

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="Memory of each worker's identifier-map replica (RocksDB block cache, with its "
         "index, filter and write buffers charged to it); the map itself is on disk.",
     )
+    table_memory_bytes: int = Field(
+        128 * 2**20,
+        ge=16 * 2**20,
+        description="RocksDB memory of a worker's tables (write buffers and block caches), shared "
+        "out equally among every partition of every table; the state itself is on disk.",
+    )
     identity_replica_hot_keys: int = Field(
         50_000,
         ge=0,

@@ -81,7 +81,7 @@ def duplicate_key(raw: bytes, document: Any, encode_below: int = _ENCODE_BELOW) 
     >>> duplicate_key(b'{"a": "x:y"}', {"a": "x:y"}) is None
     True
     """
-    if not any(escape in raw for escape in _ESCAPED_COLONS):
+    if _ESCAPED_COLONS[0] not in raw and _ESCAPED_COLONS[1] not in raw:
         kept = orjson.dumps(document).count(b":") if len(raw) < encode_below else _colons(document)
         if raw.count(b":") == kept:
             return None

@@ -212,7 +212,17 @@ class Ingestor:
         if isinstance(value, str):
             return self.hasher.redact_text(value)
         if isinstance(value, dict):
-            return {key: self._redact(item) for key, item in value.items()}
+            redact_text = self.hasher.redact_text
+            out = {}
+            for key, item in value.items():
+                kind = type(item)
+                if kind is str:
+                    out[key] = redact_text(item)
+                elif kind is int or kind is float or kind is bool or item is None:
+                    out[key] = item  # (most values: kept without a call)
+                else:
+                    out[key] = self._redact(item)
+            return out
         if isinstance(value, list):
             return [self._redact(item) for item in value]
         return value

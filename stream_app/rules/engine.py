@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import rule_engine
 
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
-from stream_app.expressions import Evaluator, compile_expression, evaluator
+from stream_app.expressions import Evaluator, compile_expression, evaluator, symbols
 
 KEYS_KEPT = 512
 AWAITED_KEPT = 50
@@ -83,6 +83,34 @@ def condition_context(
     }
 
 
+def _fill_context(
+    context: dict[str, Any],
+    names: tuple[str, ...],
+    event: Mapping[str, Any],
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    gap_days: float | None,
+) -> None:
+    """Add to `context` the names of `condition_context` a condition reads, no copies made.
+
+    A condition only reads (the compiled closures never write), so the caller's mappings serve as
+    they are; a name `condition_context` would not have stays out (it reads as null either way)."""
+    for name in names:
+        if name in context:
+            continue
+        if name == "gap_days":
+            context[name] = gap_days
+        elif name == "before":
+            context[name] = before if type(before) is dict else dict(before)
+        elif name == "event":
+            context[name] = event if type(event) is dict else dict(event)
+        elif name == "properties":
+            properties = event.get("properties") or {}
+            context[name] = properties if type(properties) is dict else dict(properties)
+        elif name in after:
+            context[name] = after[name]
+
+
 class _Defaulting(dict):  # type: ignore[type-arg]
     def __missing__(self, key: str) -> str:
         return "?"
@@ -120,6 +148,20 @@ class _Rule:
     condition: Evaluator | None
     per_ms: int
     within_ms: int
+    reads: tuple[str, ...] | None = None
+    """The names the condition reads (`_fill_context`); None: the whole `condition_context`."""
+
+
+def _compiled_rule(name: str, spec: RuleSpec) -> _Rule:
+    per_ms = duration_ms(spec.limit.per) if spec.limit.per else 0
+    within_ms = duration_ms(spec.absent.within) if spec.absent else 0
+    if not spec.condition:
+        return _Rule(name, spec, None, per_ms, within_ms)
+    compiled = compile_expression(spec.condition)
+    condition = evaluator(compiled)
+    # rule-engine's own evaluate (an expression outside the closures' subset) gets every name.
+    reads = None if condition == compiled.evaluate else tuple(sorted(symbols(compiled)))
+    return _Rule(name, spec, condition, per_ms, within_ms, reads)
 
 
 class RuleEngine:
@@ -129,16 +171,8 @@ class RuleEngine:
         policy: ContactPolicy,
         stores: Mapping[str, Store],
     ):
-        self.rules = [
-            _Rule(
-                name,
-                spec,
-                evaluator(compile_expression(spec.condition)) if spec.condition else None,
-                duration_ms(spec.limit.per) if spec.limit.per else 0,
-                duration_ms(spec.absent.within) if spec.absent else 0,
-            )
-            for name, spec in rules.items()
-        ]
+        self.rules = [_compiled_rule(name, spec) for name, spec in rules.items()]
+        self._named = {r.name: r for r in self.rules}
         self.policy = policy
         self.stores = stores
         self.coupon_window_ms = duration_ms(policy.coupons.per)
@@ -171,29 +205,47 @@ class RuleEngine:
         `closed_ms`: for a late event, where event time already stands. An absence window that
         would have closed before it is never opened (it would fire at once, for a cause long
         gone): it is recorded as suppressed, reason `late`."""
-        state = _copy(state)
         t = int(event["event_time_ms"])
-        for pending in state["pending"]:  # an awaited event closes its absence window
-            absent = self._rule(pending["rule"]).spec.absent
-            awaited = absent is not None and event["event_type"] == absent.event_type
-            if awaited and pending["start_ms"] < t <= pending["deadline_ms"]:
-                pending["cancelled"] = True
-        if event["event_type"] in self.awaited:
-            # Remembered a while, because it may overtake the event that opens its window
-            # (it took the identity fast path; the other waited for the linker).
-            seen = [x for x in state["awaited"].get(event["event_type"], []) if x > t - self.awaited_ms]
-            state["awaited"][event["event_type"]] = sorted({*seen, t})[-AWAITED_KEPT:]
-        outcomes: list[Outcome] = []
+        event_type = event["event_type"]
+        # Conditions read the event and the tags, never the rule state: decide which rules the
+        # event triggers first, and copy the state only if something is to change in it.
+        triggered = []
         context: dict[str, Any] | None = None
-        for rule in self._by_type.get(event["event_type"], self._any_type):
+        for rule in self._by_type.get(event_type, self._any_type):
             w = rule.spec.when
             if w.channel is not None and event["channel"] not in w.channel:
                 continue
             if rule.condition is not None:
-                if context is None:
+                if rule.reads is None:
                     context = condition_context(event, before, after, gap_days)
+                elif context is None:
+                    context = {}
+                    _fill_context(context, rule.reads, event, before, after, gap_days)
+                else:
+                    _fill_context(context, rule.reads, event, before, after, gap_days)
                 if not _holds(rule.condition, context):
                     continue
+            triggered.append(rule)
+        if not triggered and event_type not in self.awaited:
+            # Most events: nothing to decide, and no window to close (only an awaited type closes
+            # one), so the state stays as it is (one stored before `awaited` existed gets it).
+            if state is None:
+                return empty_state(), []
+            if "awaited" in state:
+                return state, []
+        state = _copy(state)
+        for pending in state["pending"]:  # an awaited event closes its absence window
+            absent = self._named[pending["rule"]].spec.absent
+            awaited = absent is not None and event_type == absent.event_type
+            if awaited and pending["start_ms"] < t <= pending["deadline_ms"]:
+                pending["cancelled"] = True
+        if event_type in self.awaited:
+            # Remembered a while, because it may overtake the event that opens its window
+            # (it took the identity fast path; the other waited for the linker).
+            seen = [x for x in state["awaited"].get(event_type, []) if x > t - self.awaited_ms]
+            state["awaited"][event_type] = sorted({*seen, t})[-AWAITED_KEPT:]
+        outcomes: list[Outcome] = []
+        for rule in triggered:
             trigger = _trigger(event)
             if rule.spec.absent is not None:
                 known = any(
@@ -296,7 +348,7 @@ class RuleEngine:
         return [Outcome(rule.name, key, kind, trigger, at_ms, suppressed="late")]
 
     def _rule(self, name: str) -> _Rule:
-        return next(r for r in self.rules if r.name == name)
+        return self._named[name]
 
     def _decide(
         self, state: dict[str, Any], rule: _Rule, trigger: dict[str, Any], at_ms: int, tags: Mapping[str, Any]

@@ -66,6 +66,17 @@ class _Stored:
         )
 
 
+class _Fold(NamedTuple):
+    """One stored tag as `_fold` runs it: everything about it decided once, at compile time."""
+
+    name: str
+    fold: Callable[[Any, Any, str, int, str, int], Any]
+    channels: tuple[str, ...] | None
+    field: tuple[str, ...] | None
+    numeric: bool
+    by: tuple[str, ...] | None
+
+
 @dataclass(frozen=True)
 class _Derived:
     name: str
@@ -92,9 +103,32 @@ class TagEngine:
     def __init__(self, stored: list[_Stored], derived: list[_Derived]):
         self.stored = stored
         self.derived = derived  # in dependency order
-        self._plan = [(tag, tag.kind.kind in ("sum", "window_sum"), tag.kind.windowed) for tag in stored]
         self._readers: dict[str, Callable[[Any, int], Any]] = {
             tag.name: tag.kind.reader(tag.by is not None) for tag in stored
+        }
+        self._reading = list(self._readers.items())
+        folds = [
+            _Fold(
+                tag.name,
+                tag.kind.folder(),
+                tag.when.channel,
+                tag.field,
+                tag.kind.kind in ("sum", "window_sum"),
+                tag.by,
+            )
+            for tag in stored
+        ]
+        # The tags an event of a type may change, in declaration order (most tags name a type
+        # or two, so most events try a few); an event of a type no tag names tries the rest.
+        named = {t for tag in stored for t in (tag.when.event_type or ())}
+        self._any_type = [f for f, tag in zip(folds, stored, strict=True) if tag.when.event_type is None]
+        self._by_type = {
+            t: [
+                f
+                for f, tag in zip(folds, stored, strict=True)
+                if tag.when.event_type is None or t in tag.when.event_type
+            ]
+            for t in named
         }
 
     @classmethod
@@ -147,91 +181,93 @@ class TagEngine:
     def apply(
         self, state: dict[str, Any] | None, event: Mapping[str, Any], now_ms: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The state after `event`, and the stored tags whose value changed (read at `now_ms`)."""
-        state = state or _EMPTY
-        new_state, names = self._fold(state, event, now_ms)
-        if new_state is state or (not names and new_state["last_ms"] == state["last_ms"]):
-            return new_state, {}
-        # Derived tags (vip, lifecycle) change with the tags they read: compare whole readings.
-        before = self.read(state, now_ms)
-        after = self._reread(before, state, new_state, names, now_ms)
-        return new_state, {k: v for k, v in after.items() if before.get(k) != v}
+        """The state after `event`, and the tags whose value changed (read at `now_ms`)."""
+        step = self.step(state, event, now_ms)
+        return step.state, step.changed
 
     def step(self, state: dict[str, Any] | None, event: Mapping[str, Any], now_ms: int) -> Step:
         """`apply`, with the readings before and after the event at `now_ms` (what rules read).
 
-        A replay (an event already applied) gives the very `state` back, and no readings."""
+        A replay (an event already applied) gives the very `state` back, and no readings.
+
+        The reading after the event is made whole; the one before it differs only in the tags
+        the event changed and the derived tags that read them (a tag whose state the event left
+        alone reads the same before and after, at the same `now_ms`)."""
         old = state or _EMPTY
         new_state, names = self._fold(old, event, now_ms)
         if new_state is old:
             return Step(old, {}, {}, {})
-        before = self.read(old, now_ms)
-        if not names and new_state["last_ms"] == old["last_ms"]:
-            return Step(new_state, {}, before, before)
-        after = self._reread(before, old, new_state, names, now_ms)
-        return Step(new_state, {k: v for k, v in after.items() if before.get(k) != v}, before, after)
+        after = self.read(new_state, now_ms)
+        fresh_last = new_state["last_ms"] != old["last_ms"]
+        if not names and not fresh_last:
+            return Step(new_state, {}, after, after)
+        before = dict(after)
+        old_tags = old["tags"]
+        readers = self._readers
+        for name in names:
+            before[name] = readers[name](old_tags.get(name, MISSING), now_ms)
+        candidates = names
+        if self.derived:
+            fresh = set(names)
+            if fresh_last:
+                fresh.add("idle_days")
+            before["idle_days"] = _idle_days(old["last_ms"], now_ms)
+            candidates = list(names)
+            for derived in self.derived:
+                if derived.reads & fresh:
+                    before[derived.name] = derived.evaluate(before)
+                    fresh.add(derived.name)
+                    candidates.append(derived.name)
+            del before["idle_days"]
+        changed = {name: after[name] for name in candidates if before[name] != after[name]}
+        return Step(new_state, changed, before, after)
 
     def _fold(
         self, state: dict[str, Any], event: Mapping[str, Any], now_ms: int
-    ) -> tuple[dict[str, Any], set[str]]:
-        """The state after `event` (`state` itself for a replay), and the stored tags it changed."""
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The state after `event` (`state` itself for a replay), and the stored tags it changed
+        (in declaration order)."""
         event_id = event["event_id"]
-        if event_id in state["recent"]:
-            return state, set()
-        tags = dict(state["tags"])
+        recent = state["recent"]
+        if event_id in recent:
+            return state, []
+        tags = state["tags"]
+        new_tags: dict[str, Any] | None = None
         event_time_ms = int(event["event_time_ms"])
-        changed: set[str] = set()
-        for tag, numeric, windowed in self._plan:
-            if not tag.matches(event):
+        event_type = event.get("event_type")
+        plan = self._by_type.get(event_type, self._any_type) if type(event_type) is str else self._any_type
+        changed: list[str] = []
+        for name, fold, channels, field, numeric, by in plan:
+            if channels is not None and event.get("channel") not in channels:
                 continue
-            value = _get(event, tag.field) if tag.field else None
-            if tag.field and (value is None or (numeric and not _number(value))):
-                continue
-            sub_key = "" if tag.by is None else str(_get(event, tag.by) or "")
-            if tag.by is not None and not sub_key:
-                continue
-            before = tags.get(tag.name)
-            after = tag.kind.update(before, value, sub_key, event_time_ms, event_id, now_ms)
-            if windowed:  # (other kinds never expire)
-                after = tag.kind.expire(after, now_ms)
-            if after != before:
-                tags[tag.name] = after
-                changed.add(tag.name)
+            if field is None:
+                value = None
+            else:
+                value = event.get(field[0]) if len(field) == 1 else _get(event, field)
+                if value is None or (numeric and not _number(value)):
+                    continue
+            if by is None:
+                sub_key = ""
+            else:
+                sub_key = str(_get(event, by) or "")
+                if not sub_key:
+                    continue
+            before = tags.get(name)
+            after = fold(before, value, sub_key, event_time_ms, event_id, now_ms)
+            if after is not before and after != before:
+                if new_tags is None:
+                    new_tags = dict(tags)
+                new_tags[name] = after
+                changed.append(name)
         last = state["last_ms"]
+        recent = [*recent, event_id]
         new_state = {
-            "tags": tags,
-            "recent": (state["recent"] + [event_id])[-RECENT_EVENTS:],
+            # Tag states are never changed in place, so an unchanged dict can be shared.
+            "tags": new_tags if new_tags is not None else dict(tags),
+            "recent": recent[-RECENT_EVENTS:] if len(recent) > RECENT_EVENTS else recent,
             "last_ms": event_time_ms if last is None else max(last, event_time_ms),
         }
         return new_state, changed
-
-    def _reread(
-        self,
-        before: dict[str, Any],
-        old: dict[str, Any],
-        new: dict[str, Any],
-        changed: set[str],
-        now_ms: int,
-    ) -> dict[str, Any]:
-        """`read(new, now_ms)` from `read(old, now_ms)`: only the tags whose state changed are read
-        again, and only the derived tags that read a value read again (the rest are the same)."""
-        after = dict(before)
-        tags = new["tags"]
-        for name, reader in self._readers.items():
-            if name in changed:
-                after[name] = reader(tags.get(name, MISSING), now_ms)
-        if not self.derived:
-            return after
-        fresh = set(changed)
-        if new["last_ms"] != old["last_ms"]:
-            fresh.add("idle_days")
-        after["idle_days"] = _idle_days(new["last_ms"], now_ms)
-        for derived in self.derived:
-            if derived.reads & fresh:
-                after[derived.name] = derived.evaluate(after)
-                fresh.add(derived.name)
-        del after["idle_days"]
-        return after
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None, now_ms: int) -> dict[str, Any]:
         """The state of one person made of two (identity merge); commutative."""
@@ -253,7 +289,7 @@ class TagEngine:
         """Every tag's value at `now_ms` (event time), derived tags included."""
         state = state or _EMPTY
         tags = state["tags"]
-        values = {name: reader(tags.get(name, MISSING), now_ms) for name, reader in self._readers.items()}
+        values = {name: reader(tags.get(name, MISSING), now_ms) for name, reader in self._reading}
         if not self.derived:
             return values
         values["idle_days"] = _idle_days(state["last_ms"], now_ms)

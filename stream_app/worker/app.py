@@ -14,6 +14,7 @@ offset-commit bug), in batches, and passes on the control records that travel wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -44,9 +45,11 @@ from stream_app.worker.identity_web import register_identity_views
 from stream_app.worker.ingest_stage import IngestStage
 from stream_app.worker.link_stage import LinkStage
 from stream_app.worker.person_stage import PersonStage
+from stream_app.worker.producer import StageProducer
 from stream_app.worker.profile_web import register_profile_views
 from stream_app.worker.runtime import Outbox, TopicNames
 from stream_app.worker.stage_runner import StageRunner
+from stream_app.worker.tables import TableMemory, Tables
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +126,24 @@ class Pipeline:
         partitions = {spec.name: spec.partitions for spec in topology.all_topics()}
         enveloped = frozenset({names.events_by_id, names.linker, names.person_events})
 
-        def outbox() -> Outbox:
-            return Outbox(self._produce, partitions, enveloped)
+        bootstrap = server_list(app.conf.broker, 9092)  # for the worker's own plain clients
+        self.producer = StageProducer(",".join(bootstrap), settings.producer_linger)
+        self.producer.flush_before_commit(app.producer)
+        app.on_before_shutdown.connect(self._close_producer)
 
-        bootstrap = server_list(app.conf.broker, 9092)  # for the worker's own plain consumers
+        def outbox() -> Outbox:
+            return Outbox(self.producer, partitions, enveloped)
+
+        # Every partition of every table below: dlq-ledger, event-ids, person x3, identity x4.
+        databases = (
+            t.touchpoints.partitions
+            + internal.events_by_id.partitions
+            + 3 * internal.person_events.partitions
+            + 4 * internal.linker.partitions
+        )
+        tables = Tables(app, TableMemory(settings.table_memory_bytes, databases))
         dlq_ledger = DlqLedger(
-            app.Table(
+            tables(
                 "dlq-ledger",
                 partitions=t.touchpoints.partitions,
                 key_type=str,
@@ -161,7 +176,7 @@ class Pipeline:
         )
         app.task(replica.run)
         dedupe = DedupeStage(
-            app,
+            tables,
             internal.events_by_id.partitions,
             duration_ms(topology.dedupe.retention),
             replica,
@@ -177,7 +192,7 @@ class Pipeline:
 
         app.on_partitions_assigned.connect(on_assigned)
         identity_tables = [
-            app.Table(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
+            tables(f"identity-{name}", partitions=internal.linker.partitions, key_type=str, help=text)
             for name, text in [
                 ("owners", "identifier key -> one_id"),
                 ("profiles", "one_id -> profile (identifiers, evidence)"),
@@ -196,6 +211,7 @@ class Pipeline:
         )
         people = PersonStage(
             app,
+            tables,
             TagEngine.from_specs(topology.tags),
             RuleEngine(topology.rules, topology.contact_policy, topology.stores),
             outbox(),
@@ -232,8 +248,8 @@ class Pipeline:
             )
         return self._topics[spec.name]
 
-    async def _produce(self, *args: Any) -> Any:
-        return await self.app.producer.send(*args)
+    async def _close_producer(self, *args: Any, **kwargs: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

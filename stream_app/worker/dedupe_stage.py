@@ -12,7 +12,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import faust
 import orjson
 
 from stream_app.identity import records as identity_records
@@ -28,7 +27,9 @@ from stream_app.metrics import Metrics
 from stream_app.worker.identity_replica import IdentityMapReplica
 from stream_app.worker.link_stage import publish_resolved
 from stream_app.worker.runtime import Outbox, TopicNames, envelope_items
+from stream_app.worker.state import BatchState, FaustTableStore
 from stream_app.worker.table_scan import scan_partition
+from stream_app.worker.tables import Tables
 
 SWEEP_INTERVAL_MS = 1_000
 """How often, at most, each de-duplication partition walks on through its keys to expire them."""
@@ -37,7 +38,7 @@ SWEEP_INTERVAL_MS = 1_000
 class DedupeStage:
     def __init__(
         self,
-        app: faust.App,
+        tables: Tables,
         partitions: int,
         retention_ms: int,
         replica: IdentityMapReplica,
@@ -46,13 +47,16 @@ class DedupeStage:
         metrics: Metrics,
         now_ms: Callable[[], int],
     ):
-        self.seen_event_ids = app.Table(
+        self.seen_event_ids = tables(
             "event-ids",
             partitions=partitions,
             key_type=str,
             help="event_id -> [position of the record that first carried it, event time]; "
             "bounded by dedupe.retention of event time",
         )
+        # Read and written through the batch (one RocksDB write batch, changelog with the outbox).
+        self.store = FaustTableStore(self.seen_event_ids, outbox=outbox)
+        self.event_ids = BatchState(self.store)
         self.expiry = EventIdExpiry(
             # Its values are plain JSON lists ([position, event time]).
             partial(scan_partition, self.seen_event_ids, decode_value=orjson.loads),
@@ -72,14 +76,14 @@ class DedupeStage:
             event = orjson.loads(value)
             event_id = event["event_id"]
             here = position(message.partition, message.offset, index)
-            recorded = recorded_position(self.seen_event_ids.get(event_id))
+            recorded = recorded_position(self.event_ids.get(event_id))
             if not is_first_delivery(recorded, here):
                 self.metrics.events_duplicate.inc()
                 continue
             # Decided before remembering; the outbox is flushed before the input offset is
             # committed, and a redelivery of this same record passes again (at-least-once).
             self._to_identity(value, event, redelivered=recorded is not None)
-            self.seen_event_ids[event_id] = remembered(here, int(event["event_time_ms"]))
+            self.event_ids[event_id] = remembered(here, int(event["event_time_ms"]))
             self.expiry.added(message.partition)
             self.metrics.events_out.inc()
 
@@ -106,11 +110,20 @@ class DedupeStage:
             return
         self._swept_at[partition] = wall
         self.expiry.sweep(partition, watermark_ms)
+        self.event_ids.flush()  # the deletions, into the outbox ahead of the watermark passed on
         self.metrics.dedupe_event_ids.set(sum(self.expiry.sizes.values()))
+
+    def end_batch(self) -> None:
+        """Write the ids the batch remembered, each once (before the outbox is sent)."""
+        self.event_ids.flush()
+
+    def persist_landed(self) -> None:
+        """Where the changelog is acknowledged up to so far: the offset recovery starts from."""
+        self.store.persist(self.outbox.deliveries.take_landed())
 
     def forget_cursors(self) -> None:
         self.expiry.forget_cursors()
 
     def _forget(self, event_id: Any) -> None:
-        del self.seen_event_ids[event_id]
+        del self.event_ids[event_id]
         self.metrics.dedupe_event_ids_expired.inc()

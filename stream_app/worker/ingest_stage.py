@@ -100,9 +100,7 @@ class IngestStage:
         record = self.ingestor.dlq_record(event.value, rejected, source, self.now_ms())
         key = f"{topic}:{partition}:{offset}".encode()
         dlq_partition = self.dlq_ledger.dlq_partition(partition)
-        sent = await self.outbox.send_record(
-            self.names.dlq, key, orjson.dumps(record), dlq_partition, None, None
-        )
+        sent = self.outbox.send_record(self.names.dlq, key, orjson.dumps(record), dlq_partition)
         self._unacked_dlq[partition] = (event, offset, sent)
 
     async def _remember_dlq(self) -> None:

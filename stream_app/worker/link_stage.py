@@ -82,10 +82,9 @@ class LinkStage:
             if resolution.merges:
                 survivors.add(resolution.one_id)
             created += resolution.created
-        futures = await outbox.send()
+        outbox.send()
         if merged:
-            for future in futures:
-                await future
+            await outbox.delivered()
         for key, owner in self.pending.commit().items():
             outbox.add(names.identity_map, key.encode(), owner.encode())
         for survivor in survivors:  # (the fast path names them as the linker does)

@@ -1,7 +1,9 @@
 """The person stage's Faust adapter: changelogged tables under `PersonProcessor`, and its sends.
 
 What the stage does (event-time order, merges, timers) is in `stream_app.people.processor`; what
-it decides goes to the stage's outbox (`stream_app.worker.runtime`), sent when the batch ends.
+it decides goes to the stage's outbox (`stream_app.worker.runtime`), sent when the batch ends. The
+processor sees its tables through `BatchState` (`stream_app.worker.state`): each person's state,
+alias and timer is read at most once and written at most once per batch, in `end_batch`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from stream_app.people.processor import Emit, PersonProcessor
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
 from stream_app.worker.runtime import Outbox, envelope_items
+from stream_app.worker.state import BatchState, FaustTableStore
+from stream_app.worker.tables import Tables
 
 
 class PersonStage:
     def __init__(
         self,
         app: faust.App,
+        tables: Tables,
         tag_engine: TagEngine,
         rule_engine: RuleEngine,
         outbox: Outbox,
@@ -36,19 +41,24 @@ class PersonStage:
         self.metrics = metrics
         self.topics = topics
         """The processor's outputs -> topic names."""
-        self.states = app.Table("person-state", partitions=partitions, key_type=str, help="one_id -> state")
-        self.aliases = app.Table(
+        self.states = tables("person-state", partitions=partitions, key_type=str, help="one_id -> state")
+        self.aliases = tables(
             "person-aliases",
             partitions=partitions,
             key_type=str,
             value_type=str,
             help="merged one_id -> survivor",
         )
-        timers = app.Table(
+        timers = tables(
             "person-timers", partitions=partitions, key_type=str, help="one_id -> [partition, next due]"
         )
+        # The processor's view of the tables: each key read and written once a batch (`end_batch`),
+        # their changelogs sent with the stage's outbox.
+        self.stores = [FaustTableStore(t, outbox=outbox) for t in (self.states, self.aliases, timers)]
+        states, aliases, person_timers = (BatchState(store) for store in self.stores)
+        self.batch_states = (states, aliases, person_timers)
         self.processor = PersonProcessor(
-            tag_engine, rule_engine, self.states, self.aliases, timers, metrics, clock
+            tag_engine, rule_engine, states, aliases, person_timers, metrics, clock
         )
         app.on_partitions_assigned.connect(self._on_assigned)
 
@@ -61,6 +71,17 @@ class PersonStage:
         for value in envelope_items(record.value):
             with self.metrics.tags_seconds.time():
                 self._add(self.processor.handle(orjson.loads(value), partition))
+
+    def end_batch(self) -> None:
+        """Write what the batch changed, each key once (before the outbox is sent)."""
+        for state in self.batch_states:
+            state.flush()
+
+    def persist_landed(self) -> None:
+        """Where each changelog is acknowledged up to so far: the offsets recovery starts from."""
+        landed = self.outbox.deliveries.take_landed()
+        for store in self.stores:
+            store.persist(landed)
 
     def advance(self, partition: int, watermark_ms: int) -> None:
         self._add(self.processor.advance(partition, watermark_ms))

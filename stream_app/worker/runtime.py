@@ -6,9 +6,10 @@ an agent doing nothing but `take` moves ~11,500 records/s here). So:
 - Each stage takes its input in batches (`Stream.take_events`), handles control records (markers,
   watermarks) in one place, and its handler only *adds* what it decides to an `Outbox`.
 - The outbox sends it when the batch ends (and before any control record, which must stay behind
-  the records it covers) through the transport producer, without awaiting each record's delivery.
-  Faust flushes the producer before it commits input offsets, so at-least-once holds: a crash
-  before the commit reads the batch again.
+  the records it covers) through the stages' librdkafka producer (`worker/producer.py`), without
+  awaiting each record, then waits until the broker has acknowledged all of it: only then does the
+  batch end and Faust may commit its input offsets, so at-least-once holds: a crash before the
+  commit reads the batch again.
 - Internal topics carry *envelopes*: one record holds, newline-separated, every item the batch
   sent to that partition (orjson never writes a raw newline). A hop between stages costs Faust one
   record per partition per batch, not one per event. Output topics keep one record per event: they
@@ -20,15 +21,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.partitioner import murmur2
 from faust.streams import _current_event
 
 from stream_app.config import Topology
 from stream_app.control import CONTROL_HEADER
+from stream_app.worker.producer import Delivered, Deliveries
 
 CONTROL_HEADERS = {CONTROL_HEADER: b"1"}
 BATCH_MAX = 1_000
@@ -110,6 +112,29 @@ class TopicNames:
         )
 
 
+class Producer(Protocol):
+    """What an outbox sends through (`StageProducer`; a recording fake in tests)."""
+
+    def produce(
+        self,
+        deliveries: Deliveries,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> None: ...
+
+    def produce_one(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> asyncio.Future[Delivered]: ...
+
+
 @dataclass
 class Outbox:
     """What a stage decided while handling records, kept in order until `send` sends it.
@@ -117,23 +142,27 @@ class Outbox:
     `add` files a record for a topic; for an enveloped topic the item joins the open envelope of its
     key's partition (or the partition given), or starts the next one when that one is full
     (`max_bytes`). Records to one partition keep the order they were added in, envelopes
-    included, which is all Kafka orders anyway.
+    included, which is all Kafka orders anyway. `delivered` waits for the broker's
+    acknowledgement of everything sent so far.
     """
 
-    send_record: Callable[..., Awaitable[Any]]
-    """The transport producer's `send(topic, key, value, partition, timestamp, headers)`."""
+    producer: Producer
     partitions: dict[str, int]
     """Topic -> partition count, for every topic the stage writes."""
     enveloped: frozenset[str]
     max_bytes: int = ENVELOPE_MAX_BYTES
-    _pending: list[tuple[str, bytes | None, bytes | list[bytes], int | None]] = field(default_factory=list)
+    _pending: list[tuple[str, bytes | None, bytes | list[bytes] | None, int | None]] = field(
+        default_factory=list
+    )
     _open: dict[tuple[str, int], list[bytes]] = field(default_factory=dict)
     """(topic, partition) -> the items of the envelope still taking them."""
     _open_bytes: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> that envelope's size so far, separators included."""
+    deliveries: Deliveries = field(default_factory=Deliveries)
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
-        if topic not in self.enveloped:
+    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        """`value` None: a tombstone (deletes the key of a compacted topic; never enveloped)."""
+        if topic not in self.enveloped or value is None:
             self._pending.append((topic, key, value, partition))
             return
         if partition is None:
@@ -151,20 +180,29 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    async def send(self) -> list[asyncio.Future[Any]]:
-        """Hand everything to the producer, in order; returns the delivery futures (not awaited)."""
+    def send(self) -> None:
+        """Hand everything to the producer, in order (`delivered` waits for the broker)."""
         pending, self._pending, self._open, self._open_bytes = self._pending, [], {}, {}
-        futures = []
+        produce, deliveries = self.producer.produce, self.deliveries
         for topic, key, value, partition in pending:
             payload = b"\n".join(value) if isinstance(value, list) else value
-            futures.append(await self.send_record(topic, key, payload, partition, None, None))
-        return futures
+            produce(deliveries, topic, key, payload, partition)
 
-    async def send_control(self, topic: str, value: bytes) -> None:
+    async def delivered(self) -> None:
+        """Until the broker has acknowledged everything sent so far (raises `DeliveryFailed`)."""
+        await self.deliveries.wait()
+
+    def send_record(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[Delivered]:
+        """One record at once (not in the batch's order), with a future of where it landed."""
+        return self.producer.produce_one(topic, key, value, partition)
+
+    def send_control(self, topic: str, value: bytes) -> None:
         """A control record to every partition of `topic`, behind everything added before it."""
-        await self.send()
+        self.send()
         for target in range(self.partitions[topic]):
-            await self.send_record(topic, None, value, target, None, CONTROL_HEADERS)
+            self.producer.produce(self.deliveries, topic, None, value, target, CONTROL_HEADERS)
 
 
 CHANGELOG_BUFFER_MAX = 10_000

@@ -34,6 +34,9 @@ HEARTBEAT_MS = 5_000
 
 
 class Stage(Protocol):
+    """A stage that keeps state per batch (`stream_app.worker.state.BatchState`) also has
+    `end_batch()`: the runner calls it before each send of the stage's outbox."""
+
     outbox: Outbox
 
     async def handle(self, record: Any) -> None: ...
@@ -104,7 +107,16 @@ class StageRunner:
             await self.send(stage)
 
     async def send(self, stage: str) -> None:
-        await self.stages[stage].outbox.send()
+        """The batch's state written, then its outputs handed to the producer (Faust commits the
+        batch's offsets only once they are acknowledged: `StageProducer.flush_before_commit`)."""
+        adapter = self.stages[stage]
+        end_batch = getattr(adapter, "end_batch", None)
+        if end_batch is not None:
+            end_batch()
+        adapter.outbox.send()
+        persist_landed = getattr(adapter, "persist_landed", None)
+        if persist_landed is not None:
+            persist_landed()
         if stage == "ingest":
             await self.ingest.sent()
 
@@ -137,7 +149,7 @@ class StageRunner:
             return
         self._announced[mark.writer] = (mark.t, mark.idle, wall)
         for topic in self.downstream[stage]:
-            await self.stages[stage].outbox.send_control(topic, mark.encode())
+            self.stages[stage].outbox.send_control(topic, mark.encode())
 
     # -- progress markers --------------------------------------------------------------------
 
@@ -162,14 +174,19 @@ class StageRunner:
             # What was handed on before the first round's markers is ahead of them; what came
             # after may not be, and the run needs another round behind it.
             handed_on = self.people.take_handed_on(partition)
-        await self.app.producer.flush()  # everything sent before the marker is on the broker
+        await self._flush(reader)  # everything sent before the marker is on the broker
         next_stage = self.next_stage[stage]
         sources = self.inputs[stage].partitions
         if next_stage is not None:
             downstream = self.inputs[next_stage].name
             forwarded = Marker(marker.run, marker.close_event_time, partition, sources, next_stage).encode()
-            await self.stages[reader].outbox.send_control(downstream, forwarded)
+            self.stages[reader].outbox.send_control(downstream, forwarded)
         else:
             done = StageDone(marker.run, stage, partition, sources, forwarded=handed_on)
             await self.control.send(value=done.encode(), partition=0)
+        await self._flush(reader)
+
+    async def _flush(self, stage: str) -> None:
+        """The stage's records and Faust's (table changelogs, the control topic) on the broker."""
+        await self.stages[stage].outbox.delivered()
         await self.app.producer.flush()

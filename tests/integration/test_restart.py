@@ -141,9 +141,8 @@ def _person_state_records(run: LocalRun) -> list:
 
 
 def test_person_state_is_in_the_changelog_partition_of_its_person_and_restored_from_it(env):
-    """The person stage writes a person's state while handling an envelope of a batch (Faust
-    learns the partition from the current event, `runtime.as_current`): it must land in the
-    changelog partition of the person's own partition (where
+    """The person stage writes each person's state once a batch, after the batch (`BatchState`):
+    it must still land in the changelog partition of the person's own partition (where
     person-events routes the one_id), or a restarted worker restores it into the wrong
     partition, or not at all. Restarted without its state directory, the worker's order counts
     span both runs."""

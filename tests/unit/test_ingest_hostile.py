@@ -195,6 +195,7 @@ def test_duplicate_keys_are_invalid_json():
         b'{"event_id": "x", "event_id": "x"}',
         b'{"p": {"k:1": 1, "k:1": 2}}',  # colons in the duplicated key
         b'{"p": {"\\u003a": 1, ":": 2}}',  # an escaped colon: the slow, exact check
+        b'{"p": {"\\u003A": 1, ":": 2}}',  # the same, in upper case
         b'{"p": [{"a": 1}, {"b": 2, "b": "x:y"}]}',
     ],
 )

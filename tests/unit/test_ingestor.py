@@ -59,6 +59,27 @@ def test_pii_in_properties_is_redacted():
     assert "13912345678" not in text and "X@Y.com" not in text
 
 
+def test_properties_keep_their_shape_and_non_text_values_while_text_is_redacted():
+    properties = {
+        "amount": 12.5,
+        "qty": 2,
+        "gift": False,
+        "coupon": None,
+        "items": [{"sku": "S1", "note": "13912345678"}, 3, "x@y.com"],
+        "nested": {"deep": {"email": "Ann@Example.com", "n": 1}},
+    }
+    out = INGESTOR.process(event(properties=properties))
+    assert isinstance(out, Accepted)
+    phone = HASHER.hash("phone", "+8613912345678")
+    expected = {
+        **properties,
+        "items": [{"sku": "S1", "note": phone}, 3, HASHER.hash("email", "x@y.com")],
+        "nested": {"deep": {"email": HASHER.hash("email", "ann@example.com"), "n": 1}},
+    }
+    assert out.event["properties"] == expected
+    assert [type(v) for v in out.event["properties"].values()] == [type(v) for v in expected.values()]
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "detail"),
     [

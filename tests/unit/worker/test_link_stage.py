@@ -29,8 +29,11 @@ class Outbox:
     def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         self.added.append((topic, key, value))
 
-    async def send(self) -> list[Any]:
-        return []
+    def send(self) -> None:
+        pass
+
+    async def delivered(self) -> None:
+        pass
 
     def take(self, topic: str) -> list[tuple[str, Any]]:
         """(key, value) added for `topic`, values as JSON (an owner on the identifier map is plain)."""
