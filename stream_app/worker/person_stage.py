@@ -59,7 +59,7 @@ class PersonStage:
         """One envelope of person-events: events, merge notices, people handed on."""
         partition = record.message.partition
         for value in envelope_items(record.value):
-            with self.metrics.tags_seconds.time():
+            with self.metrics.person_item_seconds.time():
                 self._add(self.processor.handle(orjson.loads(value), partition))
 
     def advance(self, partition: int, watermark_ms: int) -> None:
