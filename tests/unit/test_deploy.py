@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.deploy_files import (
     COMPOSE,
@@ -208,3 +209,25 @@ def test_promtool_accepts_the_config_and_the_rules(tmp_path):
         result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+def test_each_alert_fires_on_what_it_is_about_and_not_on_a_calm_series(tmp_path):
+    """tests/unit/alerts_test.yml, against the rules without their annotations' text."""
+    rules = load_yaml(RULES)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations")
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    cases = load_yaml(Path(__file__).with_name("alerts_test.yml"))
+    cases["rule_files"] = ["rules.yml"]
+    (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(cases))
+    result = subprocess.run(
+        [PROMTOOL, "test", "rules", "alerts_test.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
