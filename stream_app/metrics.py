@@ -2,11 +2,24 @@
 
 Event types and channels come from producers, so only the known ones become label values; anything
 else is counted as `other`. Never a person, a phone, a guide: those are unbounded (and PII).
+
+What the stages count is defined here (this module imports no Faust: the pure cores count through
+it). What the worker's Faust machinery knows (consumer lag, rebalances, recovery, watermarks, table
+sizes) is read at scrape time by `stream_app.worker.worker_metrics`, on the same registry, and the
+process's own CPU, memory and file descriptors by prometheus-client's standard collectors.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 KNOWN_EVENT_TYPES = frozenset(
     {
@@ -37,6 +50,14 @@ KNOWN_CHANNELS = frozenset(
         "sms",
     }
 )
+
+
+ACTION_LATENCY_BUCKETS = (
+    *(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+    *(30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600),
+)
+"""Seconds: fine around the 1 s an event-triggered action is allowed (p99), and no gap wider than
+1.5x above a minute, for actions that wait out an absence window (30 min) plus the lateness."""
 
 
 def bounded(value: str, known: frozenset[str]) -> str:
@@ -109,7 +130,11 @@ class Metrics:
             registry=r,
         )
         self.identity_profiles_created = Counter(
-            "stream_app_identity_profiles_created_total", "New people (one_ids)", registry=r
+            # Not `..._created_total`: prometheus-client adds a `<name>_created` series to every
+            # counter, and a family named `..._created` reads as another family's creation time.
+            "stream_app_identity_new_people_total",
+            "New people (one_ids) made by the linker",
+            registry=r,
         )
         self.identity_seconds = Histogram(
             "stream_app_identity_resolve_seconds",
@@ -123,10 +148,11 @@ class Metrics:
             "Events older than their partition's watermark (cumulative tags only)",
             registry=r,
         )
-        self.tags_seconds = Histogram(
-            "stream_app_tags_seconds",
-            "Time to fold one record into a person's tags",
-            buckets=(0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05),
+        self.person_item_seconds = Histogram(
+            "stream_app_person_item_seconds",
+            "Time the person stage takes for one item of its input: an event (tags, audiences, rules "
+            "and the actions they decide), a merge notice or a person handed on",
+            buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.25),
             registry=r,
         )
         self.actions_emitted = Counter(
@@ -143,8 +169,10 @@ class Metrics:
         )
         self.action_latency = Histogram(
             "stream_app_action_latency_seconds",
-            "From the trigger event's arrival to its action's emission (absences and quiet hours included)",
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+            "From the trigger event's arrival to its action's emission (absences and quiet hours included: "
+            "by rule, so that event-triggered rules can be told from those that wait)",
+            ["rule"],
+            buckets=ACTION_LATENCY_BUCKETS,
             registry=r,
         )
         self.ingest_seconds = Histogram(
@@ -153,6 +181,13 @@ class Metrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
             registry=r,
         )
+
+        # The process: CPU seconds, resident memory, open files (process_*), the Python version
+        # (python_info) and the garbage collector (python_gc_*), as prometheus-client exports them
+        # on its default registry.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
         self.broker_up = Gauge(
             "stream_app_broker_up", "1 while the broker answers the worker's probes, 0 while not", registry=r

@@ -345,7 +345,8 @@ class PersonProcessor:
                 continue
             self.metrics.actions_emitted.labels(o.rule, o.kind).inc()
             if o.trigger.get("ingested_at_ms"):
-                self.metrics.action_latency.observe(max(0.0, (wall_ms - o.trigger["ingested_at_ms"]) / 1000))
+                latency_s = max(0.0, (wall_ms - o.trigger["ingested_at_ms"]) / 1000)
+                self.metrics.action_latency.labels(o.rule).observe(latency_s)
             if o.kind == "coupon":
                 out.append(("coupons", one_id, {"coupon_key": o.key, **base, **o.fields}))
             else:

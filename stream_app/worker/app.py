@@ -50,6 +50,7 @@ from stream_app.worker.profile_web import register_profile_views
 from stream_app.worker.runtime import Outbox, TopicNames
 from stream_app.worker.stage_runner import StageRunner
 from stream_app.worker.tables import TableMemory, Tables
+from stream_app.worker.worker_metrics import WorkerCollector
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,12 @@ class Pipeline:
             broker_url(settings), settings.data_dir, WorkerTopics.of(topology, app), metrics
         )
         app.task(self.broker.run)
+        stage_topics = {stage: spec.name for stage, spec in self.runner.inputs.items()}
+        watermarks = self.runner.trackers
+        ready = self.readiness
+        WorkerCollector(app, stage_topics, watermarks, lambda: ready()["ready"], clock).register(
+            metrics.registry
+        )
         app.page("/metrics")(self._metrics_view())
         app.page("/ready")(self._ready_view())
         register_identity_views(app, identity_tables[0], identity_store)
@@ -266,27 +273,31 @@ class Pipeline:
 
         return MetricsView
 
+    def readiness(self) -> dict[str, Any]:
+        """Ready once the worker has partitions and has restored their tables; not while a
+        rebalance is going on or while the broker is unreachable (`/ready`, `stream_app_ready`)."""
+        app = self.app
+        try:
+            assigned = len(app.consumer.assignment())
+        except ConsumerNotStarted:  # asked while the worker starts (a probe does not wait)
+            assigned = 0
+        recovered = app.tables.recovery.completed.is_set()
+        broker_up = self.broker.up
+        return {
+            "ready": bool(assigned) and recovered and not app.rebalancing and broker_up,
+            "assigned_partitions": assigned,
+            "tables_recovered": recovered,
+            "broker_up": broker_up,
+        }
+
     def _ready_view(self) -> type[View]:
-        app, broker = self.app, self.broker
+        readiness = self.readiness
 
         class ReadyView(View):
-            """200 once the worker has partitions and has restored their tables; 503 before that,
-            while a rebalance is going on and while the broker is unreachable (a readiness probe)."""
+            """200 when ready (`Pipeline.readiness`), 503 with the reasons before that."""
 
             async def get(self, request: Request) -> Response:
-                try:
-                    assigned = len(app.consumer.assignment())
-                except ConsumerNotStarted:  # asked while the worker starts (a probe does not wait)
-                    assigned = 0
-                recovered = app.tables.recovery.completed.is_set()
-                broker_up = broker.up
-                ready = bool(assigned) and recovered and not app.rebalancing and broker_up
-                state = {
-                    "ready": ready,
-                    "assigned_partitions": assigned,
-                    "tables_recovered": recovered,
-                    "broker_up": broker_up,
-                }
-                return self.json(state, status=200 if ready else 503)
+                state = readiness()
+                return self.json(state, status=200 if state["ready"] else 503)
 
         return ReadyView

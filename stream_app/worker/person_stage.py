@@ -69,7 +69,7 @@ class PersonStage:
         """One envelope of person-events: events, merge notices, people handed on."""
         partition = record.message.partition
         for value in envelope_items(record.value):
-            with self.metrics.tags_seconds.time():
+            with self.metrics.person_item_seconds.time():
                 self._add(self.processor.handle(orjson.loads(value), partition))
 
     def end_batch(self) -> None:

@@ -80,7 +80,7 @@ def test_the_attack_on_the_pipeline_shows_in_conflicts_metrics_and_graph_hubs(en
         run.finish_input(close_event_time=True, timeout=120)
         outputs = {name: [orjson.loads(r.value) for r in rs] for name, rs in run.read_outputs().items()}
         refused = metric(run.web_port, "stream_app_identity_refused_links_total", reason="limit")
-        created = metric(run.web_port, "stream_app_identity_profiles_created_total")
+        created = metric(run.web_port, "stream_app_identity_new_people_total")
         cli = subprocess.run(
             [
                 sys.executable,

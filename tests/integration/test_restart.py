@@ -100,7 +100,7 @@ def test_killed_worker_keeps_its_table_state(env, wipe_state):
             name: metric(run.web_port, f"stream_app_{name}_total")
             for name in ("messages_in", "events_normalized", "events_duplicate", "identity_fast_path")
         }
-        created = metric(run.web_port, "stream_app_identity_profiles_created_total")
+        created = metric(run.web_port, "stream_app_identity_new_people_total")
         log = run.worker_log.read_text()
     ids = {e["event_id"] for e in resolved}
     expected = {f"{p}-{n:06d}" for p, r in (("ev", range(400)), ("again", range(300))) for n in r}
