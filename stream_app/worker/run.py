@@ -64,7 +64,9 @@ def run_worker(settings: Settings, topology: Topology) -> None:
     monitor = pipeline.broker
     # Before topics are created (a wrong cluster gets nothing) and before Faust recovers tables.
     monitor.check_at_start(monitor.wait_until_reachable())
-    ensure_topics(bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor)
+    ensure_topics(
+        bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor, settings.kafka
+    )
     monitor.record(monitor.wait_until_reachable())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = _Worker(pipeline.app, monitor.gate, loglevel=level)
