@@ -26,6 +26,7 @@ import click
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -94,7 +95,7 @@ def _main(
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error[/red] {message}", highlight=False, markup=True)
+    console.print(f"[red]error[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -111,7 +112,7 @@ def _settings(**overrides: Any) -> Settings:
         for problem in exc.problems:
             if overrides.get("broker") is not None:  # given as an option, not from the environment
                 problem = problem.replace("STREAM_APP_BROKER:", "--broker:", 1)
-            console.print(f"[red]error[/red] {problem}", highlight=False)
+            console.print(f"[red]error[/red] {escape(problem)}", highlight=False)
         raise typer.Exit(2) from None
 
 
