@@ -78,6 +78,15 @@ TopologyOpt = Annotated[
     typer.Option("--topology", metavar="FILE", help="Default: STREAM_APP_TOPOLOGY, topology.yaml"),
 ]
 
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="FORMAT",
+        help="Worker log lines: text or json (one object per line). Default: STREAM_APP_LOG_FORMAT, text",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -110,8 +119,9 @@ def _settings(**overrides: Any) -> Settings:
         return load_settings(**overrides)
     except SettingsError as exc:
         for problem in exc.problems:
-            if overrides.get("broker") is not None:  # given as an option, not from the environment
-                problem = problem.replace("STREAM_APP_BROKER:", "--broker:", 1)
+            for name, value in overrides.items():  # given as an option, not from the environment
+                if value is not None and problem.startswith(f"STREAM_APP_{name.upper()}:"):
+                    problem = f"--{name.replace('_', '-')}:" + problem.split(":", 1)[1]
             console.print(f"[red]error[/red] {escape(problem)}", highlight=False)
         raise typer.Exit(2) from None
 
@@ -228,11 +238,12 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Summary as JSON on stdout (also when stdout is not a terminal)")
     ] = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the main job: broker (embedded unless given), a worker, and optionally a file of events."""
     from stream_app.runner import LocalRun, RunError, dump
 
-    settings = _settings(broker=broker, topology=topology)
+    settings = _settings(broker=broker, topology=topology, log_format=log_format)
     topo = _topology(settings)
     if once and events is None:
         _fail("--once needs --events FILE", 2)
@@ -321,13 +332,15 @@ def broker(
 
 
 @command(cls=_Command)
-def worker(broker: BrokerOpt = None, topology: TopologyOpt = None) -> None:
+def worker(
+    broker: BrokerOpt = None, topology: TopologyOpt = None, log_format: LogFormatOpt = None
+) -> None:
     """Run one Faust worker of the topology (join more workers to scale out).
 
     A worker waits for its broker (it says so once, then every 30 s) instead of exiting."""
     from stream_app.worker.run import run_worker
 
-    settings = _settings(broker=broker, topology=topology)
+    settings = _settings(broker=broker, topology=topology, log_format=log_format)
     topo = _topology(settings)
     _need_broker(settings)
     _warn_development_key(settings)

@@ -105,6 +105,7 @@ class LocalRun:
             STREAM_APP_TOPOLOGY=str(s.topology),
             STREAM_APP_APP_ID=s.app_id,
             STREAM_APP_LOG_LEVEL=s.log_level,
+            STREAM_APP_LOG_FORMAT=s.log_format,
             STREAM_APP_PRODUCER_LINGER=str(s.producer_linger),
             STREAM_APP_FAST_REBALANCE="1" if s.fast_rebalance or is_embedded(self.url) else "0",
         )
