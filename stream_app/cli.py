@@ -49,11 +49,11 @@ class _PlainHelp:
         return params
 
 
-class _Command(_PlainHelp, TyperCommand):
+class _Command(_PlainHelp, TyperCommand):  # type: ignore[misc]
     pass
 
 
-class _Group(_PlainHelp, TyperGroup):
+class _Group(_PlainHelp, TyperGroup):  # type: ignore[misc]
     pass
 
 

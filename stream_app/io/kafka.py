@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -53,7 +54,7 @@ class KafkaToolError(RuntimeError):
     pass
 
 
-def client_config(bootstrap: str, security: KafkaSecurity | None, **conf: object) -> dict[str, object]:
+def client_config(bootstrap: str, security: KafkaSecurity | None, **conf: Any) -> dict[str, Any]:
     """`conf` for a confluent-kafka client of `bootstrap`, with the security settings."""
     return {"bootstrap.servers": bootstrap, **confluent_config(security), **conf}
 

@@ -88,7 +88,7 @@ def confluent_config(security: KafkaSecurity | None) -> dict[str, str]:
     """
     if security is None or security.security_protocol == "PLAINTEXT":
         return {}
-    conf = {"security.protocol": security.security_protocol}
+    conf: dict[str, str] = {"security.protocol": security.security_protocol}
     if security.sasl:
         mechanism, username, password = _sasl(security)
         conf.update({"sasl.mechanism": mechanism, "sasl.username": username, "sasl.password": password})

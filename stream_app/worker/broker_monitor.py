@@ -26,6 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
@@ -95,7 +96,7 @@ class BrokerMonitor:
 
     # -- probing (blocking; in the probe thread while running) ---------------------------------
 
-    def admin_config(self) -> dict[str, object]:
+    def admin_config(self) -> dict[str, Any]:
         # log_level 0: librdkafka would print its own connection errors to stderr.
         # and its reconnect backoff grows to 10 s by default: we want to see the broker back soon.
         return client_config(

@@ -334,3 +334,20 @@ def test_secrets_never_appear_in_the_settings_repr_or_in_logs(monkeypatch, pem, 
     for text in shown:
         assert PASSWORD not in text and KEY_PASSWORD not in text
     assert "stream-app" in repr(settings.kafka)  # the user name is not a secret
+
+
+def test_the_compose_sasl_override_gives_the_workers_settings_that_load(monkeypatch):
+    import yaml
+
+    override = yaml.safe_load((REPO / "deploy" / "compose.sasl.yml").read_text())
+    kafka_env = override["services"]["kafka"]["environment"]
+    assert kafka_env["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
+    assert 'user_stream-app="${STREAM_APP_KAFKA_SASL_PASSWORD' in kafka_env[
+        "KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"
+    ]
+    worker_env = override["services"]["worker"]["environment"]
+    for name, value in worker_env.items():
+        monkeypatch.setenv(name, "a-password" if "${" in str(value) else str(value))
+    security = load_settings(broker="kafka://kafka:9092").kafka
+    assert (security.security_protocol, security.sasl_mechanism) == ("SASL_PLAINTEXT", "PLAIN")
+    assert security.sasl_username == "stream-app"
