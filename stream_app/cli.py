@@ -4,40 +4,161 @@ stream-app run --events data/sample-day.jsonl --once --dump-dir out/
 stream-app validate topology.yaml
 """
 
+# Errors are one line each (`error <what>: <why>`), with no traceback, and exit non-zero: 2 for
+# what the user gave (settings, files, URLs, topology), 1 for what went wrong (broker, worker).
+# Tables go to a terminal; piped, or asked with --json, the same data is JSON on stdout.
+
 from __future__ import annotations
 
-import logging
+import importlib.metadata
 import signal
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import click
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from stream_app.config import Settings, Topology, TopologyError, load_topology
+from stream_app.config.settings import SettingsError, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-console = Console(stderr=True)
 
+class _PlainHelp:
+    """--help without typer's `<str>`/`<bool>` type column: options name their value (URL, FILE)
+    with a metavar, flags and arguments show none."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params: list[click.Parameter] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+            elif getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_PlainHelp, TyperCommand):  # type: ignore[misc]
+    pass
+
+
+class _Group(_PlainHelp, TyperGroup):  # type: ignore[misc]
+    pass
+
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, cls=_Group, pretty_exceptions_enable=False
+)
+command = app.command
+console = Console(stderr=True, soft_wrap=True)  # a line is a line, also in a log file
+
+_BROKER_HELP = "Kafka broker, e.g. kafka://host:9092 (default: STREAM_APP_BROKER)"
 BrokerOpt = Annotated[
+    str | None, typer.Option("--broker", metavar="URL", help=f"{_BROKER_HELP}; required.")
+]
+RunBrokerOpt = Annotated[
     str | None,
     typer.Option(
-        "--broker", help="Kafka URL (kafka://host:9092). Default: STREAM_APP_BROKER, else embedded."
+        "--broker", metavar="URL", help=f"{_BROKER_HELP}; none: an embedded broker for this run."
     ),
 ]
-TopologyOpt = Annotated[Path | None, typer.Option("--topology", help="Default: topology.yaml")]
+TopologyOpt = Annotated[
+    Path | None,
+    typer.Option("--topology", metavar="FILE", help="Default: STREAM_APP_TOPOLOGY, topology.yaml"),
+]
+
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        metavar="FORMAT",
+        help="Worker log lines: text or json (one object per line). Default: STREAM_APP_LOG_FORMAT, text",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"stream-app {importlib.metadata.version('stream_app')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    pass
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[red]error[/red] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _terminal() -> bool:
+    """Whether stdout is a terminal (tables) or a pipe or file (JSON)."""
+    return sys.stdout.isatty()
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """The settings, or one `error SETTING: reason` line per problem and exit 2."""
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            for name, value in overrides.items():  # given as an option, not from the environment
+                if value is not None and problem.startswith(f"STREAM_APP_{name.upper()}:"):
+                    problem = f"--{name.replace('_', '-')}:" + problem.split(":", 1)[1]
+            console.print(f"[red]error[/red] {escape(problem)}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """Broker trouble as one line and exit 1, never a librdkafka traceback."""
+    from confluent_kafka import KafkaException
+
+    from stream_app.io.broker import BrokerError
+    from stream_app.io.kafka import KafkaToolError
+
+    try:
+        yield
+    except (KafkaToolError, BrokerError) as exc:
+        _fail(str(exc))
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        _fail(f"Kafka: {err.str() if hasattr(err, 'str') else err}")
+
+
+def _read_lines(path: Path, option: str) -> list[bytes]:
+    from stream_app.runner import read_event_lines
+
+    try:
+        return read_event_lines(path)
+    except OSError as exc:
+        _fail(f"{option} {path}: {exc.strerror or exc}", 2)
+
+
+def _warn_development_key(settings: Settings) -> None:
+    if settings.pii_key_bytes()[1]:
+        console.print(
+            "[yellow]warning[/yellow] STREAM_APP_PII_KEY is not set: phones and emails are hashed with "
+            "the PUBLIC development key, so anyone can reverse the hashes. Set a secret key.",
+            highlight=False,
+        )
 
 
 TOPOLOGY_REFUSED = 2
@@ -60,14 +181,20 @@ def _topology(settings: Settings) -> Topology:
 
 def _need_broker(settings: Settings) -> str:
     if settings.broker is None:
-        console.print(
-            "[red]error[/red] no broker: pass --broker URL, set STREAM_APP_BROKER, "
-            "or start one with `stream-app broker`"
-        )
-        raise typer.Exit(2)
+        _fail("no broker: pass --broker URL, set STREAM_APP_BROKER, or start one with `stream-app broker`", 2)
     from stream_app.io.urls import bootstrap_servers
 
     return bootstrap_servers(settings.broker)
+
+
+def _reachable_broker(settings: Settings) -> str:
+    """The bootstrap list of a broker that answers, or one error line and exit 1."""
+    from stream_app.io.kafka import check_broker
+
+    bootstrap = _need_broker(settings)
+    with _broker_errors():
+        check_broker(bootstrap, settings.kafka)
+    return bootstrap
 
 
 def _progress() -> Progress:
@@ -94,43 +221,53 @@ def _produce_with_progress(lines: list[bytes], send: Any, label: str) -> int:
         return int(send(lines, on_sent))
 
 
-@app.command()
+@command(cls=_Command)
 def run(
-    broker: BrokerOpt = None,
+    broker: RunBrokerOpt = None,
     topology: TopologyOpt = None,
-    events: Annotated[Path | None, typer.Option(help="JSONL file of touchpoint events to stream in")] = None,
+    events: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="JSONL file of touchpoint events to stream in")
+    ] = None,
     once: Annotated[bool, typer.Option(help="Process the file, print, exit (instead of running on)")] = False,
     dump_dir: Annotated[
-        Path | None, typer.Option(help="Write every output topic to DIR/<topic>.jsonl")
+        Path | None, typer.Option(metavar="DIR", help="Write every output topic to DIR/<topic>.jsonl")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the input to be processed")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to wait for the input to be processed")
+    ] = 600.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Summary as JSON on stdout (also when stdout is not a terminal)")
+    ] = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the main job: broker (embedded unless given), a worker, and optionally a file of events."""
-    from stream_app.io.kafka import KafkaToolError
-    from stream_app.runner import LocalRun, RunError, dump, read_event_lines
+    from stream_app.runner import LocalRun, RunError, dump
 
-    settings = _settings(broker=broker, topology=topology)
+    settings = _settings(broker=broker, topology=topology, log_format=log_format)
     topo = _topology(settings)
     if once and events is None:
-        console.print("[red]error[/red] --once needs --events FILE")
-        raise typer.Exit(2)
-    lines = read_event_lines(events) if events else []
+        _fail("--once needs --events FILE", 2)
+    lines = _read_lines(events, "--events") if events else []
+    if settings.broker is not None:
+        _reachable_broker(settings)
+    _warn_development_key(settings)
     # Ctrl-C and SIGTERM both stop everything in order, also when started from a script
     # (a non-interactive shell starts background jobs with SIGINT ignored).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        with LocalRun(settings, topo) as local:
+        with _broker_errors(), LocalRun(settings, topo) as local:
             where = "embedded broker" if settings.broker is None else "broker"
             console.print(f"[green]●[/green] {where} {local.url}   worker log {local.worker_log}")
-            console.print(f"[green]●[/green] metrics http://{settings.web_host}:{local.web_port}/metrics")
+            web = f"http://{settings.web_host}:{local.web_port}"
+            console.print(f"[green]●[/green] web {web} (--web {web}; metrics at /metrics)", highlight=False)
             if lines:
                 _produce_with_progress(lines, local.stream_events, f"streaming {events.name}")  # type: ignore[union-attr]
                 with console.status("processing (waiting for every event to pass the pipeline)"):
                     # A file is a finished stretch of time: its windows and deferrals resolve now.
                     local.finish_input(close_event_time=True, timeout=timeout)
                     outputs = local.read_outputs()
-                _summary(topo, len(lines), outputs)
+                _summary(topo, len(lines), outputs, as_json or not _terminal())
                 if dump_dir is not None:
                     dump(outputs, dump_dir)
                     console.print(f"wrote {len(outputs)} topics to {dump_dir}/")
@@ -142,24 +279,31 @@ def run(
                 time.sleep(0.5)
     except KeyboardInterrupt:
         console.print("stopped")
-    except (RunError, KafkaToolError) as exc:
-        console.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+    except RunError as exc:  # a worker's or the broker's death: the message carries its log's tail
+        _fail(str(exc))
 
 
-def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]]) -> None:
+def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]], as_json: bool) -> None:
+    dlq = outputs.get(topo.topics.dlq.name, [])
+    reasons: dict[str, int] = {}
+    for record in dlq:
+        reason = orjson.loads(record.value).get("reason", "?")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if as_json:
+        summary = {
+            "messages_in": produced,
+            "records_out": {topic: len(records) for topic, records in outputs.items()},
+            "dlq_reasons": dict(sorted(reasons.items())),
+        }
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
     table = Table(title=f"{produced} messages in → what came out")
     table.add_column("topic")
     table.add_column("records", justify="right")
     for topic, records in outputs.items():
         table.add_row(topic, str(len(records)))
     console.print(table)
-    dlq = outputs.get(topo.topics.dlq.name, [])
     if dlq:
-        reasons: dict[str, int] = {}
-        for record in dlq:
-            reason = orjson.loads(record.value).get("reason", "?")
-            reasons[reason] = reasons.get(reason, 0) + 1
         console.print("DLQ reasons: " + ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())))
         console.print("DLQ example:", orjson.loads(dlq[0].value))
     for topic, records in outputs.items():
@@ -167,16 +311,16 @@ def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]]) -> No
             console.print(f"{topic} example:", orjson.loads(records[0].value))
 
 
-@app.command()
+@command(cls=_Command)
 def broker(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (default: a free one)")] = 0,
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port on 127.0.0.1 (default: a free one)")] = 0,
 ) -> None:
     """Run the embedded broker in the foreground and print its address."""
     from stream_app.io.broker import EmbeddedBroker
 
     settings = _settings()
     log_path = settings.data_dir / "broker.log"
-    with EmbeddedBroker(log_path=log_path, port=port or None) as embedded:
+    with _broker_errors(), EmbeddedBroker(log_path=log_path, port=port or None) as embedded:
         print(embedded.url, flush=True)
         console.print(f"bootstrap {embedded.bootstrap} (log {log_path}); Ctrl-C stops it")
         try:
@@ -187,82 +331,109 @@ def broker(
             pass
 
 
-@app.command()
-def worker(broker: BrokerOpt = None, topology: TopologyOpt = None) -> None:
-    """Run one Faust worker of the topology (join more workers to scale out)."""
+@command(cls=_Command)
+def worker(
+    broker: BrokerOpt = None, topology: TopologyOpt = None, log_format: LogFormatOpt = None
+) -> None:
+    """Run one Faust worker of the topology (join more workers to scale out).
+
+    A worker waits for its broker (it says so once, then every 30 s) instead of exiting."""
     from stream_app.worker.run import run_worker
 
-    settings = _settings(broker=broker, topology=topology)
+    settings = _settings(broker=broker, topology=topology, log_format=log_format)
     topo = _topology(settings)
     _need_broker(settings)
-    logging.basicConfig(level=settings.log_level.upper())
+    _warn_development_key(settings)
     run_worker(settings, topo)
 
 
-@app.command()
+@command(cls=_Command)
 def produce(
-    file: Path,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL, one message a line")],
     broker: BrokerOpt = None,
-    topic: Annotated[str | None, typer.Option(help="Default: the topology's input topic")] = None,
+    topic: Annotated[
+        str | None, typer.Option(metavar="TOPIC", help="Default: the topology's input topic")
+    ] = None,
 ) -> None:
     """Produce each line of a JSONL file as one message."""
-    from stream_app.io.kafka import KafkaToolError, make_producer, produce_values, require_topic
-    from stream_app.runner import read_event_lines
+    from stream_app.io.kafka import make_producer, produce_values, require_topic
 
     settings = _settings(broker=broker)
-    bootstrap = _need_broker(settings)
+    lines = _read_lines(file, "FILE")
+    bootstrap = _reachable_broker(settings)
     target = topic or _topology(settings).topics.touchpoints.name
-    try:
-        require_topic(bootstrap, target)
-    except KafkaToolError as exc:
-        console.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    lines = read_event_lines(file)
-    producer = make_producer(bootstrap)
-    started = time.perf_counter()
-    count = _produce_with_progress(
-        lines, lambda ls, cb: produce_values(producer, target, ls, cb), f"→ {target}"
-    )
+    with _broker_errors():
+        require_topic(bootstrap, target, settings.kafka)
+        producer = make_producer(bootstrap, settings.kafka)
+        started = time.perf_counter()
+        count = _produce_with_progress(
+            lines, lambda ls, cb: produce_values(producer, target, ls, cb), f"→ {target}"
+        )
     console.print(f"{count} messages to {target} at {count / (time.perf_counter() - started):,.0f}/s")
 
 
-@app.command()
+@command(cls=_Command)
 def consume(
-    topic: str,
+    topic: Annotated[str, typer.Argument(metavar="TOPIC")],
     broker: BrokerOpt = None,
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest record")] = False,
-    max_records: Annotated[int | None, typer.Option("--max", help="Stop after N records")] = None,
-    timeout: Annotated[float, typer.Option(help="Stop after S seconds without a record")] = 5.0,
+    max_records: Annotated[
+        int | None, typer.Option("--max", metavar="N", help="Stop after N records")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Stop after SECONDS without a record")
+    ] = 5.0,
 ) -> None:
     """Print a topic's records as JSON lines on stdout."""
     from stream_app.io.kafka import iter_topics
 
-    bootstrap = _need_broker(_settings(broker=broker))
+    settings = _settings(broker=broker)
+    bootstrap = _reachable_broker(settings)
     count = 0
-    for record in iter_topics(
-        bootstrap, [topic], from_beginning=from_beginning, until_end=False, idle_timeout=timeout
-    ):
-        if record.is_control:
-            continue
-        sys.stdout.buffer.write((record.value or b"null") + b"\n")
-        sys.stdout.flush()
-        count += 1
-        if max_records is not None and count >= max_records:
-            break
+    with _broker_errors():
+        for record in iter_topics(
+            bootstrap,
+            [topic],
+            from_beginning=from_beginning,
+            until_end=False,
+            idle_timeout=timeout,
+            security=settings.kafka,
+        ):
+            if record.is_control:
+                continue
+            sys.stdout.buffer.write((record.value or b"null") + b"\n")
+            sys.stdout.flush()
+            count += 1
+            if max_records is not None and count >= max_records:
+                break
     console.print(f"{count} records from {topic}")
 
 
 WebOpt = Annotated[
     str | None,
-    typer.Option("--web", help="A worker's web address. Default: http://STREAM_APP_WEB_HOST:WEB_PORT"),
+    typer.Option(
+        "--web",
+        metavar="URL",
+        help="A worker's web address, e.g. http://127.0.0.1:6066. Default: http://STREAM_APP_WEB_HOST:WEB_PORT",
+    ),
 ]
 
 
-@app.command()
+@command(cls=_Command)
 def graph(
-    person: Annotated[str, typer.Argument(help="one_id, type:value identifier, `hubs` or `stats`")],
-    output_format: Annotated[str, typer.Option("--format", help="json or graphml")] = "json",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="hubs: how many to list")] = 50,
+    person: Annotated[
+        str, typer.Argument(metavar="PERSON", help="one_id, type:value identifier, `hubs` or `stats`")
+    ],
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="json or graphml (a person's graph; default json). hubs: a table on a terminal, "
+            "else JSON",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="hubs: how many to list")] = 50,
     web: WebOpt = None,
     topology: TopologyOpt = None,
 ) -> None:
@@ -275,12 +446,14 @@ def graph(
 
     from stream_app.identity.graph import graph_from_json
 
+    if output_format not in (None, "json", "graphml"):
+        _fail("--format is json or graphml", 2)
     settings = _settings(topology=topology)
     base = (web or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     if person in ("hubs", "stats"):
         query = f"?limit={limit}" if person == "hubs" else ""
         data = _get_json(f"{base}/identity/{person}{query}")
-        if person == "hubs":
+        if person == "hubs" and output_format is None and _terminal():
             total = data.get("total", len(data["hubs"]))
             table = Table(
                 title="identifiers whose links were refused",
@@ -292,24 +465,27 @@ def graph(
             for row in data["hubs"]:
                 people = ("~" if row.get("people_estimated") else "") + str(row["people"])
                 table.add_row(row["identifier"], people, str(row["refused_links"]))
-            console.print(table)
+            Console().print(table)
+            return
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     key = person if person.startswith("p_") else _identifier_key(person, _topology(settings), settings)
     data = _get_json(f"{base}/identity/graph/{urllib.parse.quote(key, safe='')}")
     if output_format == "graphml":
         nx.write_graphml(graph_from_json(data["graph"]), sys.stdout.buffer)
-    elif output_format == "json":
-        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        console.print("[red]error[/red] --format is json or graphml")
-        raise typer.Exit(2)
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-@app.command()
+@command(cls=_Command)
 def profile(
-    person: Annotated[str, typer.Argument(help="one_id or type:value identifier, e.g. phone:13800138000")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    person: Annotated[
+        str,
+        typer.Argument(metavar="PERSON", help="one_id or type:value identifier, e.g. phone:13800138000"),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON instead of a table (also when stdout is not a terminal)")
+    ] = False,
     web: WebOpt = None,
     topology: TopologyOpt = None,
 ) -> None:
@@ -318,7 +494,7 @@ def profile(
     base = (web or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     key = person if person.startswith("p_") else _identifier_key(person, _topology(settings), settings)
     data = _get_json(f"{base}/profiles/{urllib.parse.quote(key, safe='')}")
-    if as_json:
+    if as_json or not _terminal():
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     table = Table(title=f"{data['one_id']}  ({len(data['identifiers'])} identifiers)")
@@ -337,14 +513,12 @@ def _identifier_key(person: str, topo: Topology, settings: Settings) -> str:
 
     id_type, sep, raw = person.partition(":")
     if not sep:
-        console.print("[red]error[/red] PERSON is a one_id (p_...) or type:value, e.g. member_id:M1")
-        raise typer.Exit(2)
+        _fail("PERSON is a one_id (p_...) or type:value, e.g. member_id:M1", 2)
     key, _ = settings.pii_key_bytes()
     ingestor = Ingestor.from_topology(topo, PiiHasher(key, topo.identifiers.default_phone_region))
     value = normalize_identifier(id_type, raw, ingestor.rules)
     if value is None:
-        console.print(f"[red]error[/red] {id_type} value is junk or invalid: it identifies nobody")
-        raise typer.Exit(1)
+        _fail(f"{id_type} value is junk or invalid: it identifies nobody")
     return identifier_key(id_type, ingestor.hasher.protect(id_type, value))
 
 
@@ -354,15 +528,19 @@ def _get_json(url: str) -> Any:
             return orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
-        console.print(f"[red]error[/red] {exc.code} from {url}: {detail}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(f"{exc.code} from {url}: {detail}")
     except urllib.error.URLError as exc:
-        console.print(f"[red]error[/red] no worker answers at {url}: {exc.reason}", highlight=False)
-        raise typer.Exit(1) from None
+        _fail(f"no worker answers at {url}: {exc.reason}")
+    except ValueError as exc:  # not a URL at all
+        _fail(f"--web {url}: {exc}", 2)
 
 
-@app.command()
-def validate(file: Annotated[Path, typer.Argument()] = Path("topology.yaml")) -> None:
+@command(cls=_Command)
+def validate(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Default: topology.yaml")] = Path(
+        "topology.yaml"
+    ),
+) -> None:
     """Check a topology file; exit 2 with file, place and reason for each problem."""
     try:
         topo = load_topology(file)
@@ -371,13 +549,17 @@ def validate(file: Annotated[Path, typer.Argument()] = Path("topology.yaml")) ->
     console.print(f"[green]ok[/green] {file}: {len(topo.all_topics())} topics")
 
 
-@app.command()
+@command(cls=_Command)
 def generate(
-    people: Annotated[int, typer.Option(help="How many shoppers")] = 1000,
-    days: Annotated[int, typer.Option(help="How many days of activity")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file)")] = 7,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout")] = None,
-    truth: Annotated[Path | None, typer.Option(help="Write event_id → true person as JSONL")] = None,
+    people: Annotated[int, typer.Option(metavar="N", help="How many shoppers")] = 1000,
+    days: Annotated[int, typer.Option(metavar="N", help="How many days of activity")] = 1,
+    seed: Annotated[int, typer.Option(metavar="N", help="Random seed (same seed, same file)")] = 7,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Default: stdout")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write event_id → true person as JSONL")
+    ] = None,
 ) -> None:
     """Generate synthetic retail touchpoints (with malformed lines, junk ids and resends)."""
     from stream_app.sample import generate as make

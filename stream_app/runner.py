@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from stream_app.config import Settings, Topology
+from stream_app.config.settings import KAFKA_ENV_PREFIX, KafkaSecurity
 from stream_app.control import StageDone
 from stream_app.io.broker import EmbeddedBroker, free_port
 from stream_app.io.kafka import (
@@ -63,6 +64,10 @@ class LocalRun:
         return bootstrap_servers(self.url)
 
     @property
+    def security(self) -> KafkaSecurity:
+        return self.settings.kafka
+
+    @property
     def web_port(self) -> int:
         return self.web_ports[0]
 
@@ -81,7 +86,9 @@ class LocalRun:
         if self.settings.broker is None:
             self.broker = EmbeddedBroker(log_path=self.run_dir / "broker.log").start()
             self.url = self.broker.url
-        ensure_topics(self.bootstrap, self.topology.all_topics(), self.topology.replication_factor)
+        ensure_topics(
+            self.bootstrap, self.topology.all_topics(), self.topology.replication_factor, self.security
+        )
         self.start_worker()
         self.wait_ready()
         return self
@@ -98,9 +105,12 @@ class LocalRun:
             STREAM_APP_TOPOLOGY=str(s.topology),
             STREAM_APP_APP_ID=s.app_id,
             STREAM_APP_LOG_LEVEL=s.log_level,
+            STREAM_APP_LOG_FORMAT=s.log_format,
             STREAM_APP_PRODUCER_LINGER=str(s.producer_linger),
             STREAM_APP_FAST_REBALANCE="1" if s.fast_rebalance or is_embedded(self.url) else "0",
         )
+        env = {k: v for k, v in env.items() if not k.startswith(KAFKA_ENV_PREFIX)}
+        env.update(s.kafka.as_env())
         if s.pii_key is not None:
             env["STREAM_APP_PII_KEY"] = s.pii_key.get_secret_value()
         return env
@@ -150,7 +160,7 @@ class LocalRun:
                 )
 
     def stream_events(self, lines: list[bytes], on_sent=None) -> int:  # type: ignore[no-untyped-def]
-        producer = make_producer(self.bootstrap)
+        producer = make_producer(self.bootstrap, self.security)
         return produce_values(producer, self.topology.topics.touchpoints.name, lines, on_sent)
 
     def finish_input(self, close_event_time: bool, timeout: float) -> None:
@@ -161,7 +171,7 @@ class LocalRun:
         partition handed something on, another round follows it, until a round hands on nothing.
         """
         run_id = uuid.uuid4().hex[:12]
-        producer = make_producer(self.bootstrap)
+        producer = make_producer(self.bootstrap, self.security)
         send_markers(producer, self.topology.topics.touchpoints, run_id, close_event_time)
         stage, last = self.topology.stage_inputs()[-1]
         deadline = time.monotonic() + timeout
@@ -177,10 +187,13 @@ class LocalRun:
     def _wait_done(self, run: str, partitions: int, deadline: float) -> list[StageDone]:
         control = self.topology.internal_topics.control.name
         left = max(1.0, deadline - time.monotonic())
-        return wait_for_stage_done(self.bootstrap, control, run, partitions, left, self.check_alive)
+        return wait_for_stage_done(
+            self.bootstrap, control, run, partitions, left, self.check_alive, self.security
+        )
 
     def read_outputs(self) -> dict[str, list[Record]]:
-        return read_topics(self.bootstrap, [spec.name for spec in self.topology.output_topics()])
+        names = [spec.name for spec in self.topology.output_topics()]
+        return read_topics(self.bootstrap, names, security=self.security)
 
     def stop(self) -> None:
         for worker in self.workers.values():

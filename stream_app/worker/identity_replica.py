@@ -45,6 +45,8 @@ from rocksdict import (
     WriteBufferManager,
 )
 
+from stream_app.config.settings import KafkaSecurity
+from stream_app.io.security import aiokafka_config
 from stream_app.worker.replica_start import Resume, StartOver, Stored, where_to_start
 
 log = logging.getLogger(__name__)
@@ -297,8 +299,10 @@ class IdentityMapReplica:
         memory_bytes: int,
         hot_keys: int = 0,
         registry: CollectorRegistry | None = None,
+        security: KafkaSecurity | None = None,
     ):
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.partitions = partitions
         self.store = ReplicaStore(path, memory_bytes)
@@ -426,6 +430,7 @@ class IdentityMapReplica:
             auto_offset_reset="none",
             fetch_max_bytes=FETCH_MAX_BYTES,
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+            **aiokafka_config(self.security),
         )
 
     def _assign(self, consumer: aiokafka.AIOKafkaConsumer, offsets: dict[int, int]) -> list[TopicPartition]:

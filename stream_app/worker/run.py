@@ -3,6 +3,10 @@
 Before Faust starts (and so before it recovers tables from changelogs), the broker monitor
 (`stream_app.worker.broker_monitor`) waits for the broker and checks that it still holds the data
 the local state was built on; the Kafka client's warnings are gated on the log handlers.
+
+Logging: Faust sets up the root logger when the worker starts; before that, and on every handler
+Faust installs, `stream_app.logs` masks phones and emails and, with `STREAM_APP_LOG_FORMAT=json`,
+writes one JSON object per line (Faust's start-up banner, which is not a log record, left out).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import faust
 
+from stream_app import logs
 from stream_app.config import Settings, Topology
 from stream_app.io.kafka import ensure_topics
 from stream_app.io.urls import bootstrap_servers
@@ -24,9 +29,10 @@ _LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as Fa
 
 
 class _Worker(faust.Worker):
-    def __init__(self, app: faust.App, log_gate: logging.Filter, **kwargs: Any):
+    def __init__(self, app: faust.App, log_gate: logging.Filter, log_format: str, **kwargs: Any):
         self.log_gate = log_gate
-        super().__init__(app, **kwargs)
+        self.log_format = log_format
+        super().__init__(app, quiet=log_format == "json", **kwargs)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         # Faust's terminal spinner sets the root logger to DEBUG (to spin on every message), so
@@ -36,6 +42,7 @@ class _Worker(faust.Worker):
         # minute): the broker monitor summarises them instead.
         for handler in logger.handlers:
             handler.addFilter(self.log_gate)
+            logs.apply(handler, self.log_format)
 
     def stop_and_shutdown(self) -> None:
         # A graceful stop flushes to the broker; with the broker gone (its parent died and took it
@@ -59,13 +66,17 @@ def run_worker(settings: Settings, topology: Topology) -> None:
         raise ValueError("a worker needs a broker URL (--broker or STREAM_APP_BROKER)")
     level = settings.log_level.upper()
     logging.basicConfig(format=_LOG_FORMAT, level=level, force=True)  # Faust replaces it at start
+    for handler in logging.getLogger().handlers:
+        logs.apply(handler, settings.log_format)
     logging.getLogger("stream_app").setLevel(level)
     pipeline = Pipeline(settings, topology)
     monitor = pipeline.broker
     # Before topics are created (a wrong cluster gets nothing) and before Faust recovers tables.
     monitor.check_at_start(monitor.wait_until_reachable())
-    ensure_topics(bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor)
+    ensure_topics(
+        bootstrap_servers(settings.broker), topology.all_topics(), topology.replication_factor, settings.kafka
+    )
     monitor.record(monitor.wait_until_reachable())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    worker = _Worker(pipeline.app, monitor.gate, loglevel=level)
+    worker = _Worker(pipeline.app, monitor.gate, settings.log_format, loglevel=level)
     worker.execute_from_commandline()
