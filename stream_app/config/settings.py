@@ -152,6 +152,7 @@ class Settings(BaseSettings):
             for problem in broker_url_problems(url):
                 raise ValueError(f"{ENV_PREFIX}BROKER: {problem} (want kafka://host:port[;host:port])")
         return url
+
     topology: Path = Path("topology.yaml")
     data_dir: Path = Field(Path(".stream_app"), description="Local state (RocksDB) and logs.")
     app_id: str = Field("stream-app", description="Faust app id = Kafka consumer group.")

@@ -234,9 +234,7 @@ def test_the_faust_app_and_the_workers_aiokafka_consumers_get_the_security_setti
     made: dict[str, Any] = {}
     for name in ("IdentityMapReplica", "DlqLedger"):
         real = getattr(app_module, name)
-        monkeypatch.setattr(
-            app_module, name, type(name, (real,), {"__init__": _keeping(real, made, name)})
-        )
+        monkeypatch.setattr(app_module, name, type(name, (real,), {"__init__": _keeping(real, made, name)}))
     pipeline = app_module.Pipeline(settings, TOPOLOGY)
 
     # Faust: its consumer, producer and topic admin all take broker_credentials through this.
@@ -342,10 +340,15 @@ def test_the_compose_sasl_override_gives_the_workers_settings_that_load(monkeypa
     override = yaml.safe_load((REPO / "deploy" / "compose.sasl.yml").read_text())
     kafka_env = override["services"]["kafka"]["environment"]
     assert kafka_env["KAFKA_SASL_ENABLED_MECHANISMS"] == "PLAIN"
-    assert 'user_stream-app="${STREAM_APP_KAFKA_SASL_PASSWORD' in kafka_env[
-        "KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"
-    ]
-    worker_env = override["services"]["worker"]["environment"]
+    assert (
+        'user_stream-app="${STREAM_APP_KAFKA_SASL_PASSWORD'
+        in kafka_env["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"]
+    )
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    workers = {name for name in compose["services"] if name.startswith("worker")}
+    assert workers and workers <= set(override["services"]), "a worker service without the SASL settings"
+    worker_env = override["services"]["worker-1"]["environment"]
+    assert all(override["services"][name]["environment"] == worker_env for name in workers)
     for name, value in worker_env.items():
         monkeypatch.setenv(name, "a-password" if "${" in str(value) else str(value))
     security = load_settings(broker="kafka://kafka:9092").kafka
