@@ -175,6 +175,22 @@ class Metrics:
             buckets=ACTION_LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage_batch_seconds = Histogram(
+            "stream_app_stage_batch_seconds",
+            "Time a stage takes for one batch of its input, from its first record to its outputs "
+            "handed to the producer (control records included)",
+            ["stage"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.stage_batch_records = Histogram(
+            "stream_app_stage_batch_records",
+            "Records in one batch a stage takes (input records for ingest, envelopes and control "
+            "records for the stages after it)",
+            ["stage"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "stream_app_ingest_seconds",
             "Time to validate and normalise one message",

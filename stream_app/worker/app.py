@@ -233,7 +233,7 @@ class Pipeline:
         )
         stages = {"ingest": ingest, "dedupe": dedupe, "link": link, "people": people}
         self.runner = StageRunner(
-            app, topology, names, stages, self._topic(internal.control), self._topic, self._now_ms
+            app, topology, names, stages, self._topic(internal.control), self._topic, self._now_ms, metrics
         )
         app.timer(interval=WATERMARK_INTERVAL_S)(self.runner.announce_input_watermarks)
 

@@ -9,6 +9,7 @@ the graph (`stream_app.control`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from stream_app.control import (
     decode_control,
     is_control,
 )
+from stream_app.metrics import Metrics
 from stream_app.worker.dedupe_stage import DedupeStage
 from stream_app.worker.ingest_stage import IngestStage
 from stream_app.worker.person_stage import PersonStage
@@ -55,8 +57,10 @@ class StageRunner:
         control: faust.TopicT,
         topic: Callable[[Any], faust.TopicT],
         now_ms: Callable[[], int],
+        metrics: Metrics | None = None,
     ):
         self.app = app
+        self.metrics = metrics or Metrics()
         self.stages = stages
         self.ingest: IngestStage = stages["ingest"]  # type: ignore[assignment]
         self.dedupe: DedupeStage = stages["dedupe"]  # type: ignore[assignment]
@@ -96,7 +100,10 @@ class StageRunner:
         """Batches in; control records handled here, behind what the batch sent before them;
         records to the stage, which adds what it decides to its outbox."""
         handle = self.stages[stage].handle
+        seconds = self.metrics.stage_batch_seconds.labels(stage)
+        records = self.metrics.stage_batch_records.labels(stage)
         async for events in batches(stream, BATCH_MAX if stage == "ingest" else ENVELOPES_MAX):
+            started = time.perf_counter()
             for event in events:
                 with as_current(event):
                     if is_control(event.headers):
@@ -105,6 +112,8 @@ class StageRunner:
                     else:
                         await handle(event)
             await self.send(stage)
+            seconds.observe(time.perf_counter() - started)
+            records.observe(len(events))
 
     async def send(self, stage: str) -> None:
         """The batch's state written, then its outputs handed to the producer (Faust commits the

@@ -104,6 +104,12 @@ def test_every_queried_metric_is_exported_with_the_counts_the_input_makes_known(
     latency = _by(samples, "stream_app_action_latency_seconds_count", "rule")
     assert latency == Counter({(rule,): n for (rule, _), n in EMITTED.items()})
     assert _total(samples, "stream_app_person_item_seconds_count") >= events
+    # Ingest's batches held every input record once: the lines and each bounded run's marker on
+    # every input partition (one worker, nothing read twice).
+    markers = len(PHASES) * touchpoints.partitions
+    assert _total(samples, "stream_app_stage_batch_records_sum", stage="ingest") == lines + markers
+    for stage in ("ingest", "dedupe", "link", "people"):
+        assert _total(samples, "stream_app_stage_batch_seconds_count", stage=stage) >= 1, stage
 
     assert _total(samples, "stream_app_ready") == 1
     assert _total(samples, "stream_app_rebalances_total") >= 1
