@@ -32,7 +32,7 @@ from stream_app.config.topology import TopicSpec, duration_ms
 from stream_app.identity import IdentityResolver, IdentityRules
 from stream_app.identity.store import BufferedIdentityStore, json_value_store
 from stream_app.ingest import Ingestor, PiiHasher
-from stream_app.io.security import faust_config
+from stream_app.io.security import confluent_config, faust_config
 from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
@@ -50,6 +50,8 @@ from stream_app.worker.producer import StageProducer
 from stream_app.worker.profile_web import register_profile_views
 from stream_app.worker.runtime import Outbox, TopicNames
 from stream_app.worker.stage_runner import StageRunner
+from stream_app.worker.summary_log import INTERVAL_S as SUMMARY_INTERVAL_S
+from stream_app.worker.summary_log import SummaryLog
 from stream_app.worker.tables import TableMemory, Tables
 from stream_app.worker.worker_metrics import WorkerCollector
 
@@ -130,7 +132,12 @@ class Pipeline:
         enveloped = frozenset({names.events_by_id, names.linker, names.person_events})
 
         bootstrap = server_list(app.conf.broker, 9092)  # for the worker's own plain clients
-        self.producer = StageProducer(",".join(bootstrap), settings.producer_linger)
+        self.producer = StageProducer(
+            ",".join(bootstrap),
+            settings.producer_linger,
+            # librdkafka's own log lines through Python's logging (JSON logs stay JSON).
+            {**confluent_config(settings.kafka), "logger": logging.getLogger("stream_app.librdkafka")},
+        )
         self.producer.flush_before_commit(app.producer)
         app.on_before_shutdown.connect(self._close_producer)
 
@@ -241,6 +248,8 @@ class Pipeline:
             broker_url(settings), settings.data_dir, WorkerTopics.of(topology, app), metrics, settings.kafka
         )
         app.task(self.broker.run)
+        summary = SummaryLog(metrics.registry, time.monotonic)
+        app.timer(interval=SUMMARY_INTERVAL_S)(summary.log)
         stage_topics = {stage: spec.name for stage, spec in self.runner.inputs.items()}
         watermarks = self.runner.trackers
         ready = self.readiness

@@ -219,8 +219,11 @@ def test_every_confluent_client_gets_the_security_settings(monkeypatch, pem, mec
         assert {k: conf[k] for k in expected} == expected
         assert conf["bootstrap.servers"] in ("k:9093", "kafka-1:9093")
 
-    monitor = Pipeline(settings, TOPOLOGY).broker  # the worker's probe admin client
+    pipeline = Pipeline(settings, TOPOLOGY)
+    monitor = pipeline.broker  # the worker's probe admin client
     assert {k: v for k, v in monitor.admin_config().items() if k in expected} == expected
+    # The stages' librdkafka producer (their outboxes and the tables' changelogs).
+    assert {k: v for k, v in pipeline.producer.conf.items() if k in expected} == expected
     # librdkafka checks a config when the client is built (no connection yet): it takes these.
     from confluent_kafka.admin import AdminClient
 
