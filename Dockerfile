@@ -9,7 +9,6 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
     && pip install --no-cache-dir -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY stream_app ./stream_app
-COPY schemas ./schemas
 COPY topology.yaml ./
 RUN pip install --no-cache-dir --no-deps . \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin stream-app \
