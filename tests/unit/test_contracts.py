@@ -239,3 +239,15 @@ def test_a_record_that_breaks_the_contract_is_refused(outputs, key, change, expe
     change(record)
     found = problems(OUTPUTS[key], record)
     assert any(re.search(re.escape(expected), p) for p in found), found
+
+
+def test_docs_contracts_table_names_each_schema_and_its_dedupe_key():
+    """docs/contracts.md says what the schemas say: file and de-duplication key of every topic."""
+    rows = {}
+    for line in (REPO / "docs" / "contracts.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].endswith(".json`"):
+            rows[cells[1].strip("`")] = re.findall(r"`([a-z_]+)`", cells[3])
+    assert set(rows) == {c.file for c in ALL}
+    for contract in OUTPUTS.values():
+        assert rows[contract.file] == schema(contract)["x-deduplicate-on"], contract.file
