@@ -4,7 +4,6 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY stream_app ./stream_app
-COPY schemas ./schemas
 COPY topology.yaml ./
 # The runtime dependencies only: the embedded broker is the `embedded` extra, not installed here.
 RUN pip install --no-cache-dir . \

@@ -1,9 +1,11 @@
-"""What the identity stage publishes, as plain dicts (the output contracts in PRODUCT.md)."""
+"""What the identity stage publishes, as plain dicts: the contracts `touchpoints-resolved`,
+`identity-merges` and `identity-conflicts` (docs/contracts.md; schemas in `stream_app/schemas/`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from stream_app.contracts import IDENTITY_CONFLICTS, IDENTITY_MERGES, RESOLVED
 from stream_app.identity.model import identifier_key, split_key
 from stream_app.identity.resolver import Conflict, Merge
 
@@ -28,11 +30,13 @@ def _identifiers(keys: tuple[str, ...] | list[str]) -> list[dict[str, str]]:
 
 
 def resolved(event: dict[str, Any], one_id: str) -> dict[str, Any]:
-    return {**event, "one_id": one_id}
+    """A normalised event with its person (the person stage reads the same record)."""
+    return {**event, "one_id": one_id, "schema_version": RESOLVED.version}
 
 
 def merge_record(merge: Merge, event: dict[str, Any]) -> dict[str, Any]:
     return {
+        "schema_version": IDENTITY_MERGES.version,
         "one_id": merge.one_id,
         "merged_one_id": merge.merged_one_id,
         "via": _identifiers(merge.via),
@@ -44,6 +48,7 @@ def merge_record(merge: Merge, event: dict[str, Any]) -> dict[str, Any]:
 
 def conflict_record(conflict: Conflict, event: dict[str, Any]) -> dict[str, Any]:
     return {
+        "schema_version": IDENTITY_CONFLICTS.version,
         "reason": conflict.reason,
         "one_id": conflict.one_id,
         "refused": _identifiers(conflict.refused),

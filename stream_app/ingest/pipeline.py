@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from stream_app.config.topology import IDENTIFIER_TYPES, Topology, duration_ms
+from stream_app.contracts import DLQ
 from stream_app.ingest.document import duplicate_key, shape_problem
 from stream_app.ingest.identifiers import IdentifierRules, normalize_identifier
 from stream_app.ingest.pii import PiiHasher
@@ -230,7 +231,7 @@ class Ingestor:
     def dlq_record(
         self, raw: bytes | None, rejected: Rejected, source: dict[str, Any], now_ms: int
     ) -> dict[str, Any]:
-        """The DLQ record for a rejected message.
+        """The DLQ record for a rejected message (contract `touchpoints-dlq`, docs/contracts.md).
 
         `original` is the message as text with phones and emails hashed (PII never reaches an
         output topic); the exact bytes stay at `source` (topic, partition, offset) for replay.
@@ -239,6 +240,7 @@ class Ingestor:
         truncated = len(data) > self.max_event_bytes
         text = data[: self.max_event_bytes].decode("utf-8", "backslashreplace")
         return {
+            "schema_version": DLQ.version,
             "reason": rejected.reason,
             "detail": self.hasher.redact_text(rejected.detail),
             "source": source,

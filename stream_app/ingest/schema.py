@@ -1,5 +1,8 @@
 """The input contract, `schemas/touchpoint.v1.json`, compiled once (JSON Schema draft 2020-12).
 
+The file ships inside the package (`stream_app.contracts`, which finds every contract without the
+working directory); this module compiles the input's for the hot path.
+
 Two validators of the one file: `jsonschema_rs` (Rust, compiled) answers valid or not on the hot path,
 ~50 times faster than `jsonschema`; `jsonschema`, the reference, is run only on what the compiled one
 refuses, to write the reasons. So a DLQ detail reads as it always did, and the reference has the last
@@ -13,59 +16,42 @@ later turns `occurred_at` into event time, and no other format (the reference's 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from functools import cache
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
-import orjson
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator
+
+from stream_app.contracts import TOUCHPOINT, is_datetime, parse_event_time, validator
+
+__all__ = [
+    "SCHEMA_PATH",
+    "compiled_validator",
+    "is_valid",
+    "parse_event_time",
+    "schema_problems",
+    "touchpoint_validator",
+]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.v1.json"
+SCHEMA_PATH = TOUCHPOINT.path
 _MAX_ERRORS = 5
 _MAX_MESSAGE = 200
 _MAX_SORTED = 100
 
 
-def parse_event_time(value: str) -> datetime:
-    """RFC 3339 timestamp with an offset as an aware datetime; ValueError otherwise."""
-    parsed = datetime.fromisoformat(value.upper())
-    if parsed.tzinfo is None:
-        raise ValueError("no UTC offset")
-    return parsed
-
-
-_formats = FormatChecker(formats=())
-
-
-@_formats.checks("date-time", raises=ValueError)
-def _is_datetime(value: object) -> bool:
-    return not isinstance(value, str) or bool(parse_event_time(value))
-
-
-def _schema_file() -> Path:
-    # From a checkout the repo's schemas/ is beside the package; an installed package (the Docker
-    # image) finds it in the working directory.
-    return SCHEMA_PATH if SCHEMA_PATH.exists() else Path.cwd() / "schemas" / SCHEMA_PATH.name
-
-
 def _is_event_time(value: object) -> bool:
     try:
-        return _is_datetime(value)
+        return is_datetime(value)
     except ValueError:
         return False
 
 
-@cache
 def touchpoint_validator() -> Draft202012Validator:
     """The reference validator (`jsonschema`): it writes the reasons, and tests check others by it."""
-    schema = orjson.loads(_schema_file().read_bytes())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=_formats)
+    return validator(TOUCHPOINT)
 
 
 @cache

@@ -29,6 +29,7 @@ People with something due are indexed in `timers`, so the watermark passing a de
 that person never comes back.
 
 Every method returns what to send as `Emit` tuples (output, key, value); the caller sends them.
+The values on output topics are the published contracts (docs/contracts.md), built here.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stream_app.contracts import ACTIONS_SUPPRESSED, COUPONS, GUIDE_ALERTS, PROFILE_UPDATES
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import Outcome, RuleEngine
 from stream_app.tags.engine import TagEngine
@@ -209,6 +211,7 @@ class PersonProcessor:
         self.metrics.tag_updates.inc(len(changed))
         if changed:
             update = {
+                "schema_version": PROFILE_UPDATES.version,
                 "one_id": one_id,
                 "event_id": event["event_id"],
                 "event_time": event["occurred_at"],
@@ -292,6 +295,7 @@ class PersonProcessor:
         changed = {name: value for name, value in after.items() if before.get(name) != value}
         if changed:
             update = {
+                "schema_version": PROFILE_UPDATES.version,
                 "one_id": target,
                 "event_id": None,
                 "event_time": None,
@@ -340,7 +344,14 @@ class PersonProcessor:
             }
             if o.suppressed is not None:
                 self.metrics.actions_suppressed.labels(o.rule, o.suppressed).inc()
-                suppressed = {"key": o.key, "action": o.kind, "reason": o.suppressed, **base, **o.fields}
+                suppressed = {
+                    "schema_version": ACTIONS_SUPPRESSED.version,
+                    "key": o.key,
+                    "action": o.kind,
+                    "reason": o.suppressed,
+                    **base,
+                    **o.fields,
+                }
                 out.append(("actions_suppressed", one_id, suppressed))
                 continue
             self.metrics.actions_emitted.labels(o.rule, o.kind).inc()
@@ -348,9 +359,11 @@ class PersonProcessor:
                 latency_s = max(0.0, (wall_ms - o.trigger["ingested_at_ms"]) / 1000)
                 self.metrics.action_latency.labels(o.rule).observe(latency_s)
             if o.kind == "coupon":
-                out.append(("coupons", one_id, {"coupon_key": o.key, **base, **o.fields}))
+                coupon = {"schema_version": COUPONS.version, "coupon_key": o.key, **base, **o.fields}
+                out.append(("coupons", one_id, coupon))
             else:
-                out.append(("guide_alerts", one_id, {"alert_key": o.key, **base, **o.fields}))
+                alert = {"schema_version": GUIDE_ALERTS.version, "alert_key": o.key, **base, **o.fields}
+                out.append(("guide_alerts", one_id, alert))
             actions.append(
                 {
                     "kind": o.kind,
