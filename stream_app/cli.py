@@ -18,9 +18,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import click
 import orjson
@@ -33,6 +33,18 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from stream_app.config import Settings, Topology, TopologyError, load_topology
 from stream_app.config.settings import SettingsError, load_settings
+from stream_app.progress import (
+    RATE_WINDOW_S,
+    STAGES,
+    Snapshot,
+    StageProgress,
+    actions_by_rule,
+    parse_metrics,
+    stage_progress,
+)
+
+if TYPE_CHECKING:
+    from stream_app.runner import LocalRun
 
 
 class _PlainHelp:
@@ -259,11 +271,13 @@ def run(
             console.print(f"[green]●[/green] web {web} (--web {web}; metrics at /metrics)", highlight=False)
             if lines:
                 _produce_with_progress(lines, local.stream_events, f"streaming {events.name}")  # type: ignore[union-attr]
-                with console.status("processing (waiting for every event to pass the pipeline)"):
+                with _RunProgress(local, len(lines)) as shown:
                     # A file is a finished stretch of time: its windows and deferrals resolve now.
-                    local.finish_input(close_event_time=True, timeout=timeout)
+                    local.finish_input(close_event_time=True, timeout=timeout, on_wait=shown.poll)
+                    shown.finish()
+                with console.status("reading the output topics"):
                     outputs = local.read_outputs()
-                _summary(topo, len(lines), outputs, as_json or not _terminal())
+                _summary(topo, len(lines), outputs, as_json or not _terminal(), shown)
                 if dump_dir is not None:
                     dump(outputs, dump_dir)
                     console.print(f"wrote {len(outputs)} topics to {dump_dir}/")
@@ -279,17 +293,105 @@ def run(
         _fail(str(exc))
 
 
-def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]], as_json: bool) -> None:
+class _RunProgress:
+    """While a bounded run is processed: per stage, the input lines it is done with, their rate
+    and an ETA (`stream_app.progress`, from the worker's /metrics), as live bars on a terminal,
+    else as a line every `LOG_EVERY_S`. Finished only when the run's end markers are reported."""
+
+    SCRAPE_EVERY_S = 1.0
+    LOG_EVERY_S = 15.0
+
+    def __init__(self, local: LocalRun, total: int):
+        self.local, self.total = local, total
+        self.snapshots: list[Snapshot] = []
+        self.started = time.monotonic()
+        self.seconds = 0.0
+        self.stages: list[StageProgress] = []
+        self._scraped_at = self._logged_at = -1e9
+        self.live = console.is_terminal
+        self.bars = Progress(
+            TextColumn("[bold]{task.description:<7}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>10}"),
+            TextColumn("{task.fields[eta]}"),
+            console=console,
+            disable=not self.live,
+        )
+        self.tasks = {stage: self.bars.add_task(stage, total=total, rate="", eta="") for stage in STAGES}
+
+    def __enter__(self) -> _RunProgress:
+        console.print(f"processing {self.total:,} lines (per stage: lines done, rate, time left)")
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def poll(self, finished: bool = False) -> None:
+        now = time.monotonic()
+        if now - self._scraped_at < self.SCRAPE_EVERY_S and not finished:
+            return
+        self._scraped_at = now
+        text = self.local.scrape_metrics()
+        if text is not None:
+            with suppress(ValueError):  # a scrape cut short: the next one counts
+                self.snapshots.append(Snapshot(now, parse_metrics(text)))
+            keep = RATE_WINDOW_S + 2 * self.SCRAPE_EVERY_S  # what the rate is taken over, and a little
+            self.snapshots = [s for s in self.snapshots if s.at >= now - keep]
+        self.stages = stage_progress(self.snapshots, self.total, finished)
+        self._show(now, finished)
+
+    def finish(self) -> None:
+        """The end markers are reported: one last scrape, every stage finished."""
+        self.seconds = time.monotonic() - self.started
+        self.poll(finished=True)
+
+    def _show(self, now: float, finished: bool) -> None:
+        for p in self.stages:
+            rate = "" if p.rate is None or p.done >= p.total else f"{p.rate:,.0f}/s"
+            if p.finished:
+                eta = "[green]done[/green]"
+            elif p.done >= p.total:
+                eta = "finishing" if p.stage == "people" else "handled"
+            else:
+                eta = "" if p.eta is None else f"{_duration(p.eta)} left"
+            self.bars.update(self.tasks[p.stage], completed=p.done, rate=rate, eta=eta)
+        if not self.live and (finished or now - self._logged_at >= self.LOG_EVERY_S):
+            self._logged_at = now
+            parts = [f"{p.stage} {p.done:,}/{p.total:,}" for p in self.stages]
+            when = f"done in {_duration(self.seconds)}" if finished else f"{_duration(now - self.started)}"
+            console.print(f"processing ({when}): " + ", ".join(parts), highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
+def _summary(
+    topo: Topology, produced: int, outputs: dict[str, list[Any]], as_json: bool, shown: _RunProgress
+) -> None:
     dlq = outputs.get(topo.topics.dlq.name, [])
     reasons: dict[str, int] = {}
     for record in dlq:
         reason = orjson.loads(record.value).get("reason", "?")
         reasons[reason] = reasons.get(reason, 0) + 1
+    t = topo.topics
+    kinds = {
+        name: "coupon" if spec.coupon is not None else "guide_alert" for name, spec in topo.rules.items()
+    }
+    emitted = [r.value for topic in (t.coupons, t.guide_alerts) for r in outputs.get(topic.name, [])]
+    suppressed = [r.value for r in outputs.get(t.actions_suppressed.name, [])]
+    actions = actions_by_rule(kinds, emitted, suppressed)
     if as_json:
         summary = {
             "messages_in": produced,
             "records_out": {topic: len(records) for topic, records in outputs.items()},
             "dlq_reasons": dict(sorted(reasons.items())),
+            "processed": {p.stage: p.done for p in shown.stages},
+            "processing_seconds": round(shown.seconds, 3),
+            "actions": {rule: counts.to_json() for rule, counts in actions.items()},
         }
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -305,6 +407,15 @@ def _summary(topo: Topology, produced: int, outputs: dict[str, list[Any]], as_js
     for topic, records in outputs.items():
         if records and topic != topo.topics.dlq.name:
             console.print(f"{topic} example:", orjson.loads(records[0].value))
+    rules = Table(title="actions by rule (records on the output topics)")
+    for column in ("rule", "action", "emitted", "suppressed", "suppressed by reason"):
+        rules.add_column(column, justify="right" if column in ("emitted", "suppressed") else "left")
+    for rule, counts in actions.items():
+        by_reason = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.suppressed.items()))
+        total = sum(counts.suppressed.values())
+        rules.add_row(rule, counts.action, str(counts.emitted), str(total), by_reason)
+    console.print(rules)
+    console.print(f"processed {produced:,} lines in {_duration(shown.seconds)}", highlight=False)
 
 
 @command(cls=_Command)

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from stream_app.config import Settings, Topology
@@ -58,6 +59,7 @@ class LocalRun:
         self.run_dir = settings.data_dir / "runs" / stamp if embedded else settings.data_dir
         self.web_ports = {0: free_port() if embedded else settings.web_port}
         self.url = settings.broker or ""
+        self._on_wait: Callable[[], None] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -163,13 +165,18 @@ class LocalRun:
         producer = make_producer(self.bootstrap, self.security)
         return produce_values(producer, self.topology.topics.touchpoints.name, lines, on_sent)
 
-    def finish_input(self, close_event_time: bool, timeout: float) -> None:
+    def finish_input(
+        self, close_event_time: bool, timeout: float, on_wait: Callable[[], None] | None = None
+    ) -> None:
         """Mark the end of what was sent so far and wait until the pipeline has processed it.
 
         The last stage (the person stage) hands merged people's state on between its own
         partitions, along chains of merges of any length: after each round of markers in which a
         partition handed something on, another round follows it, until a round hands on nothing.
+
+        `on_wait` is called between polls of the control topic (every ~0.2 s), e.g. to show progress.
         """
+        self._on_wait = on_wait
         run_id = uuid.uuid4().hex[:12]
         producer = make_producer(self.bootstrap, self.security)
         send_markers(producer, self.topology.topics.touchpoints, run_id, close_event_time)
@@ -188,8 +195,22 @@ class LocalRun:
         control = self.topology.internal_topics.control.name
         left = max(1.0, deadline - time.monotonic())
         return wait_for_stage_done(
-            self.bootstrap, control, run, partitions, left, self.check_alive, self.security
+            self.bootstrap, control, run, partitions, left, self._still_waiting, self.security
         )
+
+    def _still_waiting(self) -> None:
+        self.check_alive()
+        if self._on_wait is not None:
+            self._on_wait()
+
+    def scrape_metrics(self, index: int = 0, timeout: float = 2.0) -> str | None:
+        """A worker's `/metrics` as Prometheus text, or None if it does not answer in `timeout`."""
+        url = f"http://127.0.0.1:{self.web_ports[index]}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as answer:
+                return str(answer.read().decode())
+        except OSError:  # refused, timed out, or an HTTP error status: no scrape this time
+            return None
 
     def read_outputs(self) -> dict[str, list[Record]]:
         names = [spec.name for spec in self.topology.output_topics()]
