@@ -23,7 +23,7 @@ IDENTIFIER_TYPES: tuple[str, ...] = (
     "order_no",
     "device_id",
 )
-"""Identifier types in priority order, highest first (PRODUCT.md, One-ID)."""
+"""Identifier types in priority order, highest first (docs/contracts.md, docs/architecture.md "One-ID")."""
 
 TopicName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
 
