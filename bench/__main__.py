@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> Results:
             if n_pipeline < len(lines) and pipelines:
                 results.notes.append(
                     f"pipeline rows on the first {n_pipeline:,} events, {state_people:,} people "
-                    f"(what fitted the budget at the rate of a {PROBE:,}-event probe)"
+                    f"(what fitted the budget at the rate of a {rows.PIPELINE_PROBE:,}-event probe)"
                 )
             broker_peak = vm_kib(broker_pid) if broker_pid else 0
             measured = monitor.finish()
