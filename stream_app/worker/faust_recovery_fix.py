@@ -140,13 +140,14 @@ async def fetch_records(
     and commits past them: the chaos test lost 90-226 events that way (every stage, all of one
     worker's partitions at once, gaps of 14-71 records in its log).
 
-    So the fetch asks for a copy of the set taken when it starts (nothing when it is empty), and
+    So the fetch asks for a copy of the set taken when it starts (nothing when it is empty; None,
+    a client-only app's "every partition", stays None), and
     a fetch during which a position was sought or reset puts the positions it took back to its
     first records and returns nothing: those records are fetched again from where the seek left
     them, whatever Faust's main thread would have done with these."""
-    partitions = frozenset(active_partitions or ())
-    if not partitions:
-        return {}
+    partitions = None if active_partitions is None else frozenset(active_partitions)
+    if partitions is not None and not partitions:
+        return {}  # None is Faust's client-only mode, asking for every partition on purpose
     fetcher = consumer._fetcher
     seeks = _seeks(fetcher)
     records = await _original_fetch_records(

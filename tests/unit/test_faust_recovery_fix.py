@@ -211,6 +211,12 @@ def test_no_active_partition_fetches_nothing(monkeypatch):
     assert result == {} and asked == []
 
 
+def test_a_client_only_app_still_asks_for_every_partition(monkeypatch):
+    """Faust passes None (not an empty set) when it means every partition."""
+    result, asked, _ = _fetch(monkeypatch, None, lambda partitions, fetcher: {B: [_record(1)]})
+    assert asked == [None] and result == {B: [_record(1)]}
+
+
 def test_a_fetch_during_which_a_position_moved_is_put_back(monkeypatch):
     def fetched(partitions, fetcher):
         fetcher.stream_app_seeks = 1  # a seek to the committed offsets while the fetch waited
