@@ -138,16 +138,16 @@ async def fetch_records(
     committed offsets had already been made. When the partitions resume, their first record is
     beyond the committed offset, Faust marks the offsets in between as a "gap" of read records,
     and commits past them: the chaos test lost 90-226 events that way (every stage, all of one
-    worker's partitions at once, gaps of 14-71 records in its log).
+    worker's partitions at once, gaps of 8-71 offsets in its log).
 
     So the fetch asks for a copy of the set taken when it starts (nothing when it is empty; None,
-    a client-only app's "every partition", stays None), and
-    a fetch during which a position was sought or reset puts the positions it took back to its
-    first records and returns nothing: those records are fetched again from where the seek left
-    them, whatever Faust's main thread would have done with these."""
+    a client-only app's "every partition", stays None), and a fetch during which a position was
+    sought or reset puts the positions it took back to its first records and returns nothing:
+    those records are fetched again from where the seek left them, whatever Faust's main thread
+    would have done with these."""
     partitions = None if active_partitions is None else frozenset(active_partitions)
     if partitions is not None and not partitions:
-        return {}  # None is Faust's client-only mode, asking for every partition on purpose
+        return {}
     fetcher = consumer._fetcher
     seeks = _seeks(fetcher)
     records = await _original_fetch_records(
