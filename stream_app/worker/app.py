@@ -248,7 +248,7 @@ class Pipeline:
             broker_url(settings), settings.data_dir, WorkerTopics.of(topology, app), metrics, settings.kafka
         )
         app.task(self.broker.run)
-        summary = SummaryLog(metrics.registry, time.monotonic)
+        summary = SummaryLog(metrics, time.monotonic)
         app.timer(interval=SUMMARY_INTERVAL_S)(summary.log)
         stage_topics = {stage: spec.name for stage, spec in self.runner.inputs.items()}
         watermarks = self.runner.trackers

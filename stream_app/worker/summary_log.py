@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry
+from stream_app.metrics import Metrics
 
 log = logging.getLogger("stream_app.summary")
 
@@ -18,31 +18,35 @@ INTERVAL_S = 30.0
 """How often the worker writes its summary line."""
 
 COUNTED: dict[str, str] = {
-    "stream_app_messages_in_total": "messages in",
-    "stream_app_events_valid_total": "valid",
-    "stream_app_events_dlq_total": "to the DLQ",
-    "stream_app_events_duplicate_total": "duplicates",
-    "stream_app_identity_merges_total": "merges",
-    "stream_app_actions_emitted_total": "actions",
-    "stream_app_actions_suppressed_total": "suppressed",
+    "messages_in": "messages in",
+    "events_valid": "valid",
+    "events_dlq": "to the DLQ",
+    "events_duplicate": "duplicates",
+    "identity_merges": "merges",
+    "actions_emitted": "actions",
+    "actions_suppressed": "suppressed",
 }
-"""Counter sample name -> its words in the line (summed over labels), in the line's order."""
+"""`Metrics` counter -> its words in the line (summed over labels), in the line's order."""
 
 
-def totals(registry: CollectorRegistry) -> dict[str, float]:
-    """Each counted sample summed over its labels."""
-    sums = dict.fromkeys(COUNTED, 0.0)
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name in sums:
-                sums[sample.name] += sample.value
-    return sums
+def totals(metrics: Metrics) -> dict[str, float]:
+    """Each counted counter summed over its labels (only these counters are read, not the whole
+    registry with its scrape-time collectors)."""
+    return {
+        name: sum(
+            sample.value
+            for family in getattr(metrics, name).collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+        for name in COUNTED
+    }
 
 
 def line(before: Mapping[str, float], now: Mapping[str, float], seconds: float) -> str:
     """The summary of what changed between two `totals`.
 
-    >>> line({"stream_app_messages_in_total": 10}, {"stream_app_messages_in_total": 1510}, 30)
+    >>> line({"messages_in": 10}, {"messages_in": 1510}, 30)
     'last 30 s: 1,500 messages in (50/s)'
     >>> line({}, {}, 30)
     'last 30 s: idle'
@@ -51,7 +55,7 @@ def line(before: Mapping[str, float], now: Mapping[str, float], seconds: float) 
     parts = [f"{moved[name]:,.0f} {words}" for name, words in COUNTED.items() if moved[name]]
     if not parts:
         return f"last {seconds:.0f} s: idle"
-    messages = moved["stream_app_messages_in_total"]
+    messages = moved["messages_in"]
     if messages and seconds > 0:
         parts[0] += f" ({messages / seconds:,.0f}/s)"
     return f"last {seconds:.0f} s: " + ", ".join(parts)
@@ -60,11 +64,11 @@ def line(before: Mapping[str, float], now: Mapping[str, float], seconds: float) 
 class SummaryLog:
     """A Faust timer's body: logs `line` for the time since its previous call."""
 
-    def __init__(self, registry: CollectorRegistry, clock: Callable[[], float]):
-        self.registry, self.clock = registry, clock
-        self.before, self.at = totals(registry), clock()
+    def __init__(self, metrics: Metrics, clock: Callable[[], float]):
+        self.metrics, self.clock = metrics, clock
+        self.before, self.at = totals(metrics), clock()
 
     async def log(self) -> None:
-        now, at = totals(self.registry), self.clock()
+        now, at = totals(self.metrics), self.clock()
         log.info("%s", line(self.before, now, at - self.at))
         self.before, self.at = now, at

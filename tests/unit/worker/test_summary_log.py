@@ -12,7 +12,7 @@ from stream_app.worker.summary_log import SummaryLog
 def test_the_line_says_what_moved_since_the_last_one(caplog):
     metrics = Metrics()
     clock = iter([100.0, 130.0, 160.0])
-    summary = SummaryLog(metrics.registry, lambda: next(clock))
+    summary = SummaryLog(metrics, lambda: next(clock))
     for _ in range(600):
         metrics.messages_in.inc()
     metrics.events_valid.labels("order_paid", "pos").inc(590)
