@@ -250,6 +250,9 @@ class RuleSpec(_Frozen):
     coupon: CouponAction | None = None
     guide_alert: GuideAlertAction | None = None
     limit: Limit
+    stale_after: Annotated[str, Field(pattern=_DURATION)] = "10m"
+    """A trigger that arrives this far behind event time (late, past the allowed lateness) is
+    stale: not acted on, recorded as suppressed with reason `late`. Absence rules: see `late`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -257,6 +260,8 @@ class RuleSpec(_Frozen):
     def _one_action(self) -> RuleSpec:
         if (self.coupon is None) == (self.guide_alert is None):
             raise ValueError("a rule has exactly one action: `coupon` or `guide_alert`")
+        if self.absent is not None and "stale_after" in self.model_fields_set:
+            raise ValueError("`stale_after` is for rules an event triggers; a late absence is `late` by its window")
         return self
 
 
@@ -282,8 +287,9 @@ class Topology(_Frozen):
     identity: Identity = Identity()
     dedupe: Dedupe = Dedupe()
     ingest: Ingest = Ingest()
-    allowed_lateness: Annotated[str, Field(pattern=_DURATION_OR_ZERO)] = "5m"
-    """Also how long events wait to be applied in event-time order; `0s`: as they arrive."""
+    allowed_lateness: Annotated[str, Field(pattern=_DURATION_OR_ZERO)] = "250ms"
+    """How far out of order events may arrive within one input partition and still be applied in
+    event-time order; also about how long each event waits for that (the latency it adds)."""
     tags: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], TagSpec] = Field(default_factory=dict)
     stores: dict[str, Store] = Field(default_factory=dict)
     contact_policy: ContactPolicy = ContactPolicy()

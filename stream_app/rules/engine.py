@@ -148,6 +148,7 @@ class _Rule:
     condition: Evaluator | None
     per_ms: int
     within_ms: int
+    stale_ms: int
     reads: tuple[str, ...] | None = None
     """The names the condition reads (`_fill_context`); None: the whole `condition_context`."""
 
@@ -155,13 +156,14 @@ class _Rule:
 def _compiled_rule(name: str, spec: RuleSpec) -> _Rule:
     per_ms = duration_ms(spec.limit.per) if spec.limit.per else 0
     within_ms = duration_ms(spec.absent.within) if spec.absent else 0
+    stale_ms = duration_ms(spec.stale_after)
     if not spec.condition:
-        return _Rule(name, spec, None, per_ms, within_ms)
+        return _Rule(name, spec, None, per_ms, within_ms, stale_ms)
     compiled = compile_expression(spec.condition)
     condition = evaluator(compiled)
     # rule-engine's own evaluate (an expression outside the closures' subset) gets every name.
     reads = None if condition == compiled.evaluate else tuple(sorted(symbols(compiled)))
-    return _Rule(name, spec, condition, per_ms, within_ms, reads)
+    return _Rule(name, spec, condition, per_ms, within_ms, stale_ms, reads)
 
 
 class RuleEngine:
@@ -204,7 +206,9 @@ class RuleEngine:
 
         `closed_ms`: for a late event, where event time already stands. An absence window that
         would have closed before it is never opened (it would fire at once, for a cause long
-        gone): it is recorded as suppressed, reason `late`."""
+        gone), and a trigger at least the rule's `stale_after` behind is not acted on (a product
+        view from hours ago is no reason to alert a guide now): both are recorded as suppressed,
+        reason `late`."""
         t = int(event["event_time_ms"])
         event_type = event["event_type"]
         # Conditions read the event and the tags, never the rule state: decide which rules the
@@ -266,6 +270,9 @@ class RuleEngine:
                             "cancelled": any(t < x <= deadline for x in already),
                         }
                     )
+                continue
+            if closed_ms is not None and closed_ms - t >= rule.stale_ms:
+                outcomes.extend(self._late(state, rule, trigger, t))
                 continue
             outcome = self._decide(state, rule, trigger, t, after)
             if outcome is not None:
@@ -338,7 +345,8 @@ class RuleEngine:
     # -- deciding one action -----------------------------------------------------------------
 
     def _late(self, state: dict[str, Any], rule: _Rule, trigger: dict[str, Any], at_ms: int) -> list[Outcome]:
-        """A window too late to open, recorded once as suppressed (its key decided, like any)."""
+        """A window too late to open or a stale trigger, recorded once as suppressed (its key
+        decided, like any)."""
         sub_key = str(_get(trigger, rule.spec.limit.by) or "") if rule.spec.limit.by else ""
         key = action_key(rule.name, trigger["event_id"], sub_key)
         if key in state["keys"]:

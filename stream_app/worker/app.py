@@ -37,7 +37,7 @@ from stream_app.io.urls import normalize_broker_url
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
-from stream_app.worker import faust_recovery_fix
+from stream_app.worker import faust_recovery_fix, fetch_wait
 from stream_app.worker.broker_monitor import BrokerMonitor, WorkerTopics
 from stream_app.worker.dedupe_stage import DedupeStage
 from stream_app.worker.dlq_ledger import DlqLedger
@@ -58,8 +58,9 @@ from stream_app.worker.worker_metrics import WorkerCollector
 log = logging.getLogger(__name__)
 
 _METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST.split("; charset")[0]
-WATERMARK_INTERVAL_S = 1.0
-"""How often ingest announces its input partitions' event time."""
+WATERMARK_INTERVAL_S = 0.1
+"""How often ingest announces its input partitions' event time: what an action may wait beyond
+the allowed lateness (each announcement is one record per partition downstream, for all writers)."""
 
 
 def broker_url(settings: Settings) -> str:
@@ -124,6 +125,7 @@ class Pipeline:
                 "development key. Anyone can reverse-look-up these hashes. Set a secret key."
             )
         faust_recovery_fix.install()
+        fetch_wait.install()
         self.app = app = faust.App(settings.app_id, **faust_settings(settings, topology))
         self._topics: dict[str, faust.TopicT] = {}
         t, internal = topology.topics, topology.internal_topics

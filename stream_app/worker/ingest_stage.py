@@ -23,7 +23,8 @@ from stream_app.worker.dlq_ledger import DlqLedger
 from stream_app.worker.runtime import Outbox, TopicNames, as_current
 
 IDLE_AFTER_MS = 10_000
-"""Wall-clock quiet time after which an input partition read to its end follows the wall clock."""
+"""Wall-clock quiet time after which an input partition read to its end is idle (left out of the
+minimum downstream), as is one never read since this worker started."""
 
 
 class IngestStage:
@@ -76,9 +77,11 @@ class IngestStage:
         """After the outbox went out: the DLQ ledger, and the event time it carried."""
         await self._remember_dlq()
         # After the send: a watermark announced from here on comes behind these events.
+        # The clock a quiet partition follows starts at its newest event (an older one moves nothing).
         for partition, newest in self._ingested.items():
-            before = self._newest.get(partition, (newest, 0))[0]
-            self._newest[partition] = (max(before, newest), self.now_ms())
+            before = self._newest.get(partition)
+            if before is None or newest > before[0]:
+                self._newest[partition] = (newest, self.now_ms())
         self._ingested.clear()
 
     def _accept(self, accepted: Accepted) -> None:

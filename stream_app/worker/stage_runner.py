@@ -21,6 +21,7 @@ from stream_app.control import (
     Marker,
     StageDone,
     Watermark,
+    Watermarks,
     WatermarkTracker,
     decode_control,
     is_control,
@@ -87,6 +88,8 @@ class StageRunner:
             "link": [names.person_events],
         }
         self._announced: dict[str, tuple[int, bool, int]] = {}
+        self._outgoing: dict[str, dict[str, Watermark]] = {}
+        """Stage -> writer -> its watermark to pass on when the stage's batch ends."""
         for stage in stages:
             app.agent(topic(self.inputs[stage]), name=stage)(self._agent(stage))
 
@@ -112,6 +115,7 @@ class StageRunner:
                     else:
                         await handle(event)
             await self.send(stage)
+            self._send_watermarks(stage)
             seconds.observe(time.perf_counter() - started)
             records.observe(len(events))
 
@@ -134,10 +138,14 @@ class StageRunner:
     async def announce_input_watermarks(self) -> None:
         """A Faust timer: each input partition's event time, to the stage after ingest."""
         for mark in self.ingest.watermarks():
-            await self._pass_on("ingest", mark)
+            self._pass_on("ingest", mark)
+        self._send_watermarks("ingest")
 
-    async def _on_watermark(self, stage: str, partition: int, mark: Watermark) -> None:
-        now = self.trackers[stage][partition].observe(mark)
+    async def _on_watermarks(self, stage: str, partition: int, marks: Watermarks) -> None:
+        tracker = self.trackers[stage][partition]
+        for mark in marks.marks:
+            tracker.observe(mark)
+        now = tracker.current()
         if now is None:
             return
         if stage == "people":
@@ -148,25 +156,36 @@ class StageRunner:
             self.dedupe.sweep(partition, now)
         # Never passed on as idle: a stage whose inputs were idle may be busy with records
         # behind them by the time others hear of it. Only an input partition can be idle.
-        await self._pass_on(stage, Watermark(f"{stage}:{partition}", now))
+        self._pass_on(stage, Watermark(f"{stage}:{partition}", now))
 
-    async def _pass_on(self, stage: str, mark: Watermark) -> None:
-        """To every partition this stage writes to, when it moved (or as a heartbeat)."""
+    def _pass_on(self, stage: str, mark: Watermark) -> None:
+        """Queued for every partition this stage writes to, when it moved (or as a heartbeat)."""
         wall = self.now_ms()
         t, idle, at = self._announced.get(mark.writer, (None, None, 0))
         if (t, idle) == (mark.t, mark.idle) and wall - at < HEARTBEAT_MS:
             return
         self._announced[mark.writer] = (mark.t, mark.idle, wall)
+        self._outgoing.setdefault(stage, {})[mark.writer] = mark
+
+    def _send_watermarks(self, stage: str) -> None:
+        """The stage's queued watermarks, one record per downstream partition, behind what it sent.
+
+        Sent when the batch ends, not as each arrives: a watermark only promises what comes after
+        it, so the records the rest of the batch sent may go ahead of it."""
+        marks = self._outgoing.pop(stage, None)
+        if not marks:
+            return
+        value = Watermarks(tuple(marks[writer] for writer in sorted(marks))).encode()
         for topic in self.downstream[stage]:
-            self.stages[stage].outbox.send_control(topic, mark.encode())
+            self.stages[stage].outbox.send_control(topic, value)
 
     # -- progress markers --------------------------------------------------------------------
 
     async def _on_control(self, stage: str, partition: int, value: bytes) -> None:
         control = decode_control(value)
-        if isinstance(control, Watermark):
+        if isinstance(control, Watermarks):
             if stage != "ingest":  # nobody sends watermarks into the input; ignore strays
-                await self._on_watermark(stage, partition, control)
+                await self._on_watermarks(stage, partition, control)
             return
         await self._on_marker(stage, partition, control)
 
@@ -183,6 +202,7 @@ class StageRunner:
             # What was handed on before the first round's markers is ahead of them; what came
             # after may not be, and the run needs another round behind it.
             handed_on = self.people.take_handed_on(partition)
+        self._send_watermarks(reader)  # (what arrived before the marker goes ahead of it)
         await self._flush(reader)  # everything sent before the marker is on the broker
         next_stage = self.next_stage[stage]
         sources = self.inputs[stage].partitions

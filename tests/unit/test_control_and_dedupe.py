@@ -7,6 +7,7 @@ from stream_app.control import (
     StageDone,
     Watermark,
     WatermarkTracker,
+    Watermarks,
     decode_control,
     is_control,
     source_watermark,
@@ -71,9 +72,13 @@ def test_idle_writers_do_not_hold_event_time_back_until_all_are_idle():
     assert tracker.observe(Watermark("a", 200)) == 200  # written to now: it counts again
 
 
-def test_input_partitions_announce_their_progress_and_follow_the_clock_when_quiet():
-    assert source_watermark(10_000, 4_500, 5_000, 300, 1_000, caught_up=True) == Watermark("", 9_700)
-    assert source_watermark(10_000, 1_000, 5_000, 300, 1_000, caught_up=True) == Watermark("", 13_700)
+def test_a_partition_read_to_its_end_follows_the_clock_at_once_and_is_idle_after_a_while():
+    # Just sent on: the newest event time less the lateness.
+    assert source_watermark(10_000, 5_000, 5_000, 300, 1_000, caught_up=True) == Watermark("", 9_700)
+    # 500 ms later, nothing new: event time moved on by as much (live traffic is not held back).
+    assert source_watermark(10_000, 4_500, 5_000, 300, 1_000, caught_up=True) == Watermark("", 10_200)
+    # Quiet for the idle time: still following the clock, and left out of the minimum downstream.
+    assert source_watermark(10_000, 1_000, 5_000, 300, 1_000, caught_up=True) == Watermark("", 13_700, idle=True)
 
 
 def test_only_a_partition_empty_for_the_idle_time_is_left_out():
@@ -89,9 +94,9 @@ def test_a_partition_with_records_to_read_does_not_follow_the_clock():
 
 
 def test_control_records_decode_to_what_was_sent():
-    mark = Watermark("dedupe:3", 123, idle=True)
+    marks = Watermarks((Watermark("dedupe:3", 123, idle=True), Watermark("dedupe:4", 99)))
     marker = Marker("r1", True, from_partition=2, sources=8, stage="people")
-    assert decode_control(mark.encode()) == mark and decode_control(marker.encode()) == marker
+    assert decode_control(marks.encode()) == marks and decode_control(marker.encode()) == marker
 
 
 def _expiry_over(table: dict, min_batch: int, retention: int) -> EventIdExpiry:

@@ -76,6 +76,9 @@ def reference_on_event(
                     }
                 )
             continue
+        if closed_ms is not None and closed_ms - t >= rule.stale_ms:  # stale: not acted on
+            outcomes.extend(engine._late(state, rule, trigger, t))
+            continue
         outcome = engine._decide(state, rule, trigger, t, after)
         if outcome is not None:
             outcomes.append(outcome)
