@@ -12,7 +12,7 @@ Wald's interval is too narrow for small groups or rates near 0 or 1: read the sa
 
 >>> e = RuleEffect("welcome", treated=100, treated_converted=30, holdout=100, holdout_converted=10)
 >>> round(e.uplift, 2), [round(x, 3) for x in e.interval]
-(0.2, [0.091, 0.309])
+(0.2, [0.093, 0.307])
 """
 
 from __future__ import annotations
