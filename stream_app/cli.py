@@ -392,6 +392,7 @@ def _summary(
             "processed": {p.stage: p.done for p in shown.stages},
             "processing_seconds": round(shown.seconds, 3),
             "actions": {rule: counts.to_json() for rule, counts in actions.items()},
+            "effect": {rule: e.to_json() for rule, e in _effect_table(topo, outputs).items()},
         }
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -415,6 +416,7 @@ def _summary(
         total = sum(counts.suppressed.values())
         rules.add_row(rule, counts.action, str(counts.emitted), str(total), by_reason)
     console.print(rules)
+    _print_effect(_effect_table(topo, outputs), Console())
     console.print(f"processed {produced:,} lines in {_duration(shown.seconds)}", highlight=False)
 
 
@@ -683,6 +685,90 @@ def generate(
         f"{len(day.lines)} lines ({day.malformed} malformed, {day.duplicates} resent) "
         f"for {people} people over {days} day(s)"
     )
+
+
+def _effect_table(topo: Topology, outputs: dict[str, list[Any]]) -> dict[str, Any]:
+    """The per-rule effect (`stream_app.effect.report`) from records of the output topics."""
+    from stream_app.effect.report import effect_by_rule
+
+    t = topo.topics
+
+    def values(*specs: Any) -> list[bytes | None]:
+        return [r.value for spec in specs for r in outputs.get(spec.name, [])]
+
+    return effect_by_rule(
+        topo.rules,
+        values(t.coupons, t.guide_alerts),
+        values(t.actions_suppressed),
+        values(t.conversions),
+    )
+
+
+def _print_effect(table: dict[str, Any], out: Console) -> None:
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    effect = Table(
+        title="campaign effect by rule (conversions in each rule's attribution window)",
+        caption="uplift = conversion rate sent − held out, 95% interval: normal approximation for a "
+        "difference of proportions (Wald); rates per action",
+    )
+    for column in (
+        "rule",
+        "actions",
+        "converted",
+        "rate",
+        "revenue",
+        "holdout",
+        "converted ",
+        "rate ",
+        "uplift",
+        "95% interval",
+    ):
+        effect.add_column(column, justify="left" if column == "rule" else "right")
+    for rule, e in table.items():
+        interval = e.interval
+        effect.add_row(
+            rule,
+            str(e.treated),
+            str(e.treated_converted),
+            pct(e.rate),
+            f"{e.revenue:,.2f}",
+            str(e.holdout),
+            str(e.holdout_converted),
+            pct(e.holdout_rate),
+            "-" if e.uplift is None else f"{100 * e.uplift:+.1f} pp",
+            "-" if interval is None else f"[{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}] pp",
+        )
+    out.print(effect)
+
+
+@command(cls=_Command)
+def effect(
+    broker: BrokerOpt = None,
+    topology: TopologyOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON instead of a table (also when stdout is not a terminal)")
+    ] = False,
+) -> None:
+    """Per rule: actions, conversion rate, attributed revenue, uplift over the holdout (95% interval).
+
+    Reads coupons, guide-alerts, actions-suppressed (reason holdout) and conversions to their end."""
+    from stream_app.io.kafka import read_topics
+
+    settings = _settings(broker=broker, topology=topology)
+    topo = _topology(settings)
+    bootstrap = _reachable_broker(settings)
+    t = topo.topics
+    names = [spec.name for spec in (t.coupons, t.guide_alerts, t.actions_suppressed, t.conversions)]
+    with _broker_errors():
+        outputs = read_topics(bootstrap, names, security=settings.kafka)
+    table = _effect_table(topo, outputs)
+    if as_json or not _terminal():
+        data = {rule: e.to_json() for rule, e in table.items()}
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    _print_effect(table, Console())
 
 
 def main() -> None:

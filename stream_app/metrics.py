@@ -167,6 +167,30 @@ class Metrics:
             ["rule", "reason"],
             registry=r,
         )
+        self.effect_actions = Counter(
+            "stream_app_effect_actions_total",
+            "Actions that opened an attribution window: sent (group treated) or held out (holdout)",
+            ["rule", "group"],
+            registry=r,
+        )
+        self.conversions = Counter(
+            "stream_app_conversions_total",
+            "Conversion records of sent actions (an order re-attributed after a merge counts again)",
+            ["rule"],
+            registry=r,
+        )
+        self.conversion_revenue = Counter(
+            "stream_app_conversion_revenue_total",
+            "Order amounts (currency units) of conversion records of sent actions",
+            ["rule"],
+            registry=r,
+        )
+        self.holdout_conversions = Counter(
+            "stream_app_holdout_conversions_total",
+            "Conversion records of held-out actions: orders in the window of an action not sent",
+            ["rule"],
+            registry=r,
+        )
         self.action_latency = Histogram(
             "stream_app_action_latency_seconds",
             "From the trigger event's arrival to its action's emission (absences and quiet hours included: "
@@ -221,3 +245,11 @@ class Metrics:
         self.events_valid.labels(
             bounded(event_type, KNOWN_EVENT_TYPES), bounded(channel, KNOWN_CHANNELS)
         ).inc()
+
+    def conversion(self, rule: str, group: str, amount: float) -> None:
+        """One conversion record (`stream_app.effect`), counted by its group."""
+        if group == "holdout":
+            self.holdout_conversions.labels(rule).inc()
+        else:
+            self.conversions.labels(rule).inc()
+            self.conversion_revenue.labels(rule).inc(amount)

@@ -49,6 +49,7 @@ class Topics(_Frozen):
     coupons: TopicSpec
     guide_alerts: TopicSpec
     actions_suppressed: TopicSpec
+    conversions: TopicSpec = TopicSpec(name="conversions", partitions=8)
 
 
 class InternalTopics(_Frozen):
@@ -243,6 +244,15 @@ class GuideAlertAction(_Frozen):
     """Tags copied into the alert for the guide."""
 
 
+class Effect(_Frozen):
+    """How a rule's effect is measured (docs/architecture.md "Campaign effect")."""
+
+    window: Annotated[str, Field(pattern=_DURATION)] = "7d"
+    """Attribution window: an order of the person this long (event time) after the action converts."""
+    holdout: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    """Share of eligible people held out (no action; `actions-suppressed`, reason `holdout`)."""
+
+
 class RuleSpec(_Frozen):
     when: When
     condition: str | None = Field(None, alias="if", description="rule-engine expression")
@@ -253,6 +263,7 @@ class RuleSpec(_Frozen):
     stale_after: Annotated[str, Field(pattern=_DURATION)] = "10m"
     """A trigger that arrives this far behind event time (late, past the allowed lateness) is
     stale: not acted on, recorded as suppressed with reason `late`. Absence rules: see `late`."""
+    effect: Effect = Effect()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -40,14 +40,15 @@ from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
-from stream_app.contracts import ACTIONS_SUPPRESSED, COUPONS, GUIDE_ALERTS, PROFILE_UPDATES
+from stream_app.contracts import ACTIONS_SUPPRESSED, CONVERSIONS, COUPONS, GUIDE_ALERTS, PROFILE_UPDATES
+from stream_app.effect.attribution import AttributionEngine, conversion_record
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import Outcome, RuleEngine
 from stream_app.tags.engine import TagEngine
 
 Emit = tuple[str, str, dict[str, Any]]
 """(output, key, value); output is one of person_events, profile_updates, coupons, guide_alerts,
-actions_suppressed."""
+actions_suppressed, conversions."""
 
 DAY_MS = 86_400_000
 RECENT_ACTIONS = 20
@@ -72,7 +73,7 @@ def _waiting(event: dict[str, Any], stored: dict[str, Any]) -> bool:
 
 
 def empty_person() -> dict[str, Any]:
-    return {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": []}
+    return {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": [], "effect": None}
 
 
 class PersonProcessor:
@@ -85,9 +86,12 @@ class PersonProcessor:
         timers: MutableMapping[str, Any],
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        effect: AttributionEngine | None = None,
     ):
         self.engine = tag_engine
         self.rules = rule_engine
+        self.effect = effect or AttributionEngine.from_specs({r.name: r.spec for r in rule_engine.rules})
+        """Attribution windows of every rule (`stream_app.effect`), kept in each person's state."""
         self.states = states
         self.aliases = aliases
         self.timers = timers
@@ -220,15 +224,17 @@ class PersonProcessor:
             out.append(("profile_updates", one_id, update))
         gap_days = None if last is None else (t - last) / DAY_MS
         rules, outcomes = self.rules.on_event(
-            stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE)
+            stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE), one_id=one_id
         )
-        return self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
+        stored = self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
+        return self._attribute(one_id, stored, outcomes, event, now, out)
 
     def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:
         last = (stored["tags"] or {}).get("last_ms") or 0
         tags = self.engine.read(stored["tags"], max(due_ms, last))
-        rules, outcomes = self.rules.on_time(stored["rules"], due_ms, tags)
-        return self._emit(one_id, {**stored, "rules": rules}, outcomes, out)
+        rules, outcomes = self.rules.on_time(stored["rules"], due_ms, tags, one_id=one_id)
+        stored = self._emit(one_id, {**stored, "rules": rules}, outcomes, out)
+        return self._attribute(one_id, stored, outcomes, None, max(due_ms, last), out)
 
     # -- event time ----------------------------------------------------------------------------
 
@@ -290,7 +296,9 @@ class PersonProcessor:
             "held": sorted(held.values(), key=_order),
             "absorbed": sorted({*stored["absorbed"], *incoming["absorbed"], merged_id}),
             "actions": actions[-RECENT_ACTIONS:],
+            "effect": self.effect.merge(stored.get("effect"), incoming.get("effect")),
         }
+        stored = self._attribute(target, stored, [], None, now, out, merged=True)  # orders meet windows
         after = self.engine.read(tags, now)
         changed = {name: value for name, value in after.items() if before.get(name) != value}
         if changed:
@@ -350,7 +358,7 @@ class PersonProcessor:
                     "action": o.kind,
                     "reason": o.suppressed,
                     **base,
-                    **o.fields,
+                    **(o.fields if o.suppressed != "holdout" else {}),  # (the window keeps them)
                 }
                 out.append(("actions_suppressed", one_id, suppressed))
                 continue
@@ -374,6 +382,50 @@ class PersonProcessor:
                 }
             )
         return {**stored, "actions": actions[-RECENT_ACTIONS:]}
+
+    def _attribute(
+        self,
+        one_id: str,
+        stored: dict[str, Any],
+        outcomes: list[Outcome],
+        event: dict[str, Any] | None,
+        now_ms: int,
+        out: list[Emit],
+        merged: bool = False,
+    ) -> dict[str, Any]:
+        """Campaign effect (`stream_app.effect`): actions open windows, orders convert them."""
+        effect = stored.get("effect")
+        changed = merged
+        for o in outcomes:
+            if o.suppressed not in (None, "holdout"):
+                continue
+            guide = o.fields.get("guide_id") or (o.trigger.get("guide_id") if o.kind == "coupon" else None)
+            effect = self.effect.on_action(
+                effect,
+                rule=o.rule,
+                key=o.key,
+                kind=o.kind,
+                at_ms=o.at_ms,
+                held_out=o.suppressed == "holdout",
+                template=o.fields.get("template"),
+                guide_id=guide,
+            )
+            self.metrics.effect_actions.labels(o.rule, "holdout" if o.suppressed else "treated").inc()
+            changed = True
+        if event is not None:
+            updated = self.effect.on_event(effect, event)
+            if updated is not None:
+                effect, changed = updated, True
+        if effect is None or not changed:
+            return stored
+        effect, conversions = self.effect.settle(effect, now_ms)
+        if conversions:
+            wall_ms = int(self.clock() * 1000)
+            for c in conversions:
+                record = conversion_record(c, one_id, wall_ms, CONVERSIONS.version)
+                self.metrics.conversion(record["rule"], record["group"], record["amount"])
+                out.append(("conversions", one_id, record))
+        return {**stored, "effect": effect}
 
     # -- lookups -------------------------------------------------------------------------------
 

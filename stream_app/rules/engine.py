@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import rule_engine
 
 from stream_app.config.topology import ContactPolicy, RuleSpec, Store, duration_ms
+from stream_app.effect.holdout import held_out
 from stream_app.expressions import Evaluator, compile_expression, evaluator, symbols
 
 KEYS_KEPT = 512
@@ -201,8 +202,11 @@ class RuleEngine:
         after: Mapping[str, Any],
         gap_days: float | None,
         closed_ms: int | None = None,
+        one_id: str | None = None,
     ) -> tuple[dict[str, Any], list[Outcome]]:
         """Rules triggered by `event`; `before`/`after` are the person's tags around it.
+
+        `one_id`: the person's, for rules with a holdout (`effect.holdout`; none without it).
 
         `closed_ms`: for a late event, where event time already stands. An absence window that
         would have closed before it is never opened (it would fire at once, for a cause long
@@ -274,7 +278,7 @@ class RuleEngine:
             if closed_ms is not None and closed_ms - t >= rule.stale_ms:
                 outcomes.extend(self._late(state, rule, trigger, t))
                 continue
-            outcome = self._decide(state, rule, trigger, t, after)
+            outcome = self._decide(state, rule, trigger, t, after, one_id)
             if outcome is not None:
                 outcomes.append(outcome)
         return state, outcomes
@@ -282,7 +286,7 @@ class RuleEngine:
     # -- event time passing ------------------------------------------------------------------
 
     def on_time(
-        self, state: dict[str, Any] | None, now_ms: int, tags: Mapping[str, Any]
+        self, state: dict[str, Any] | None, now_ms: int, tags: Mapping[str, Any], one_id: str | None = None
     ) -> tuple[dict[str, Any], list[Outcome]]:
         """Absence windows whose deadline has passed, and deferred alerts now due."""
         state = _copy(state)
@@ -292,9 +296,8 @@ class RuleEngine:
             if pending["deadline_ms"] > now_ms:
                 still_open.append(pending)
             elif not pending.get("cancelled"):
-                outcome = self._decide(
-                    state, self._rule(pending["rule"]), pending["trigger"], pending["deadline_ms"], tags
-                )
+                rule = self._rule(pending["rule"])
+                outcome = self._decide(state, rule, pending["trigger"], pending["deadline_ms"], tags, one_id)
                 if outcome is not None:
                     outcomes.append(outcome)
         state["pending"] = still_open
@@ -359,7 +362,13 @@ class RuleEngine:
         return self._named[name]
 
     def _decide(
-        self, state: dict[str, Any], rule: _Rule, trigger: dict[str, Any], at_ms: int, tags: Mapping[str, Any]
+        self,
+        state: dict[str, Any],
+        rule: _Rule,
+        trigger: dict[str, Any],
+        at_ms: int,
+        tags: Mapping[str, Any],
+        one_id: str | None = None,
     ) -> Outcome | None:
         spec = rule.spec
         sub_key = str(_get(trigger, spec.limit.by) or "") if spec.limit.by else ""
@@ -379,6 +388,8 @@ class RuleEngine:
             if reason is not None:
                 return Outcome(rule.name, key, kind, trigger, at_ms, fields, suppressed=reason)
             state["fired"][limit_key] = at_ms
+            if self._held_out(rule, one_id):  # eligible, not sent: no contact counted
+                return Outcome(rule.name, key, kind, trigger, at_ms, fields, suppressed="holdout")
             cutoff = at_ms - self.history_ms
             state["contacts"] = [c for c in state["contacts"] if c[0] > cutoff] + [[at_ms, channel, key]]
             return Outcome(rule.name, key, kind, trigger, at_ms, fields)
@@ -403,6 +414,8 @@ class RuleEngine:
             "tags": {name: tags.get(name) for name in alert.snapshot},
         }
         state["fired"][limit_key] = at_ms
+        if self._held_out(rule, one_id):  # eligible (a recipient), not sent, not deferred
+            return Outcome(rule.name, key, kind, trigger, at_ms, fields, suppressed="holdout")
         due = self._after_quiet_hours(at_ms, store_id)
         if due is not None:
             state["deferred"].append(
@@ -419,6 +432,11 @@ class RuleEngine:
             )
             return None
         return Outcome(rule.name, key, kind, trigger, at_ms, fields)
+
+    def _held_out(self, rule: _Rule, one_id: str | None) -> bool:
+        """In the rule's holdout (`stream_app.effect.holdout`): its limit counts as if sent, so
+        both groups have the same eligibility afterwards; its caps do not (nothing reached them)."""
+        return one_id is not None and held_out(one_id, rule.name, rule.spec.effect.holdout)
 
     def _capped(self, state: dict[str, Any], channel: str, at_ms: int) -> str | None:
         cap = self.policy.coupons

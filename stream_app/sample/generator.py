@@ -6,6 +6,17 @@ sometimes share a family tablet. The stream also carries what real producers sen
 spellings, junk identifiers, resent events and a few malformed lines. `truth` maps every event_id to
 the person who really did it, so identity resolution can be scored.
 
+**Response to coupons** (`_respond`). The generator does not see the pipeline's actions, so it
+models them: a `member_register` gets the welcome coupon, an `add_to_cart` with no order of that
+person within 30 minutes the cart coupon (the default rules, caps aside). A person who got one
+orders afterwards with a higher probability (`RESPONSE`), sometimes redeeming the coupon first,
+on the trigger's own identifiers (so the order is theirs, and links nobody new). Held-out people
+do not respond: the holdout is `stream_app.effect.held_out` of the one_id the pipeline gives the
+person, which the generator finds by running the pure ingest and identity cores over its own
+events, with the development PII key (a phone-anchored one_id depends on the key: with another
+`STREAM_APP_PII_KEY` some held-out people respond and the uplift shrinks), and `HOLDOUT` shares
+equal to topology.yaml's (a test holds them together).
+
 Deterministic for a given seed.
 """
 
@@ -19,6 +30,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
+
+from stream_app.config.settings import DEV_PII_KEY
+from stream_app.effect.holdout import held_out
 
 SHANGHAI = timezone(timedelta(hours=8))
 CATEGORIES = {
@@ -405,6 +419,85 @@ def _malformed(rng: random.Random, start: datetime) -> bytes:
     )
 
 
+HOLDOUT = {"welcome": 0.2, "cart_abandon": 0.2}
+"""The holdout shares of topology.yaml's coupon rules (`rules.<name>.effect.holdout`)."""
+RESPONSE = {"welcome": 0.4, "cart_abandon": 0.3}
+"""Probability that a person who got the rule's coupon orders within its window because of it."""
+TEMPLATES = {"welcome": "WELCOME_10", "cart_abandon": "CART_5"}
+CART_WINDOW = timedelta(minutes=30)
+
+
+def _one_ids(events: list[tuple[datetime, dict[str, Any], str]], pii_key: bytes) -> dict[str, str]:
+    """event_id -> the one_id the pipeline's cores give its person (after every merge of the day)."""
+    from stream_app.config.topology import Identifiers
+    from stream_app.identity import IdentityResolver, IdentityRules, MappingIdentityStore
+    from stream_app.identity import records as identity_records
+    from stream_app.ingest import Accepted, IdentifierRules, Ingestor, PiiHasher
+
+    defaults = Identifiers()
+    ingestor = Ingestor(
+        IdentifierRules.build(defaults.default_phone_region, defaults.junk_values, {}),
+        PiiHasher(pii_key, defaults.default_phone_region),
+    )
+    store = MappingIdentityStore()
+    resolver = IdentityResolver(store, IdentityRules())
+    found = {}
+    for _, event, _ in events:
+        outcome = ingestor.process(orjson.dumps(event))
+        if isinstance(outcome, Accepted):
+            keys = identity_records.event_keys(outcome.event)
+            found[event["event_id"]] = resolver.resolve(
+                keys, event["event_id"], outcome.event["event_time_ms"]
+            ).one_id
+    return {event_id: store.current(one_id) for event_id, one_id in found.items()}
+
+
+def _respond(w: _Writer, people: dict[str, Person], rng: random.Random, pii_key: bytes) -> None:
+    """Orders caused by coupons (see the module's docstring), added to `w.events`."""
+    events = sorted(w.events, key=lambda item: item[0])
+    one_ids = _one_ids(events, pii_key)
+    orders: dict[str, list[datetime]] = {}
+    for at, event, pid in events:
+        if event["event_type"] == "order_paid":
+            orders.setdefault(pid, []).append(at)
+    for at, event, pid in events:
+        rule, sent_at = None, at
+        if event["event_type"] == "member_register":
+            rule = "welcome"
+        elif event["event_type"] == "add_to_cart" and not any(
+            at < o <= at + CART_WINDOW for o in orders.get(pid, [])
+        ):
+            rule, sent_at = "cart_abandon", at + CART_WINDOW
+        one_id = one_ids.get(event["event_id"])
+        if rule is None or one_id is None or held_out(one_id, rule, HOLDOUT[rule]):
+            continue
+        if rng.random() >= RESPONSE[rule]:
+            continue
+        person = people[pid]
+        category = (event.get("properties") or {}).get("category") or rng.choice(list(CATEGORIES))
+        low, high = CATEGORIES[category]
+        amount = round(low + (high - low) * rng.random() * min(1.0, person.affluence / 2), 2)
+        when = sent_at + timedelta(minutes=rng.randint(10, 600))
+        if rng.random() < 0.5:
+            w.add(
+                person,
+                when - timedelta(minutes=1),
+                "coupon_redeemed",
+                event["channel"],
+                event["identities"],
+                properties={"template": TEMPLATES[rule]},
+            )
+        order_ids = dict(event["identities"], order_no=f"CO{rng.randrange(10**11, 10**12)}")
+        w.add(
+            person,
+            when,
+            "order_paid",
+            event["channel"],
+            order_ids,
+            properties={"category": category, "amount": amount, "currency": "CNY"},
+        )
+
+
 def generate(
     people: int,
     days: int = 1,
@@ -412,6 +505,8 @@ def generate(
     start: datetime | None = None,
     malformed_rate: float = 0.01,
     duplicate_rate: float = 0.005,
+    respond: bool = True,
+    pii_key: bytes = DEV_PII_KEY.encode(),
 ) -> GeneratedDay:
     """Touchpoints of `people` shoppers over `days` days, sorted by event time.
 
@@ -426,6 +521,8 @@ def generate(
     for day in range(days):
         for person in population:
             _person_day(writer, person, day)
+    if respond:  # its own random stream: the population's own behaviour stays as it was
+        _respond(writer, {p.pid: p for p in population}, random.Random(f"respond-{seed}"), pii_key)
     writer.events.sort(key=lambda item: item[0])
     out = GeneratedDay()
     for _, event, pid in writer.events:

@@ -235,6 +235,7 @@ class Pipeline:
                 "coupons": t.coupons.name,
                 "guide_alerts": t.guide_alerts.name,
                 "actions_suppressed": t.actions_suppressed.name,
+                "conversions": t.conversions.name,
             },
             internal.person_events.partitions,
             metrics,

@@ -38,9 +38,17 @@ class Env:
         return LocalRun(self.settings, self.topology)
 
 
-def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None, **changes: object) -> Path:
-    """The default topology with every topic name made unique to this test (and `changes` made)."""
+def isolated_topology(
+    tmp_path: Path, partitions: dict[str, int] | None = None, holdouts: bool = False, **changes: object
+) -> Path:
+    """The default topology with every topic name made unique to this test (and `changes` made).
+
+    Without `holdouts`, no rule holds anyone out (`effect.holdout` 0): tests of what rules decide
+    expect every eligible person to get the action; campaign-effect tests ask for the holdouts."""
     data = yaml.safe_load((REPO / "topology.yaml").read_text())
+    if not holdouts:
+        for rule in data.get("rules", {}).values():
+            rule.setdefault("effect", {})["holdout"] = 0
     data.update(changes)
     prefix = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}-"
     for section in ("topics", "internal_topics"):
@@ -57,10 +65,10 @@ def isolated_topology(tmp_path: Path, partitions: dict[str, int] | None = None, 
 def make_env(tmp_path, broker):
     """A fresh isolated environment (topics, consumer group, state directory) on each call."""
 
-    def make(partitions: dict[str, int] | None = None, **changes: object) -> Env:
+    def make(partitions: dict[str, int] | None = None, holdouts: bool = False, **changes: object) -> Env:
         home = tmp_path / f"env-{next(_counter)}"
         home.mkdir()
-        path = isolated_topology(home, partitions, **changes)
+        path = isolated_topology(home, partitions, holdouts, **changes)
         settings = Settings(
             broker=broker.url,
             topology=path,

@@ -39,9 +39,9 @@ SCRIPTED: list[bytes] = [
     _ev("k-cart2", "add_to_cart", DAY0 + timedelta(days=2), {"member_id": "CK1"}),
     _ev("k-reg2", "member_register", DAY0 + timedelta(days=3), {"member_id": "CK1"}),  # rule_limit
     # guide-alerts: a bound customer views one category three times
-    _ev("g-bind", "guide_bind", DAY0, {"member_id": "CG1"}, channel="wecom", guide_id="G1", store_id="SH001"),
+    _ev("g-bind", "guide_bind", DAY0, {"member_id": "CG2"}, channel="wecom", guide_id="G1", store_id="SH001"),
     *[
-        _ev(f"g-view{n}", "product_view", _minutes(n), {"member_id": "CG1"}, properties={"category": "bags"})
+        _ev(f"g-view{n}", "product_view", _minutes(n), {"member_id": "CG2"}, properties={"category": "bags"})
         for n in (1, 2, 3)
     ],
     # actions-suppressed (no_recipient): the same without a guide
@@ -62,6 +62,19 @@ SCRIPTED: list[bytes] = [
         _minutes(1),
         {"member_id": "CX3", "phone": "13900002222", "email": "x2@example.com"},
     ),
+    # conversions: a welcome coupon redeemed, then an order in its window (CV2 is in the welcome
+    # holdout: actions-suppressed, reason holdout, and a holdout conversion)
+    _ev("v-reg", "member_register", DAY0, {"member_id": "CV1"}),
+    _ev(
+        "v-redeem",
+        "coupon_redeemed",
+        _minutes(30),
+        {"member_id": "CV1"},
+        properties={"template": "WELCOME_10"},
+    ),
+    _ev("v-order", "order_paid", _minutes(40), {"member_id": "CV1"}, properties={"amount": 120.5}),
+    _ev("h-reg", "member_register", DAY0, {"member_id": "CV2"}),
+    _ev("h-order", "order_paid", _minutes(50), {"member_id": "CV2"}, properties={"amount": 80}),
     # touchpoints-dlq
     b'{"event_id": "d-1", "event_type": ',
     _ev("d-2", "login", DAY0, {"member_id": "CD1"}, unknown_field=1),

@@ -35,6 +35,7 @@ def test_default_topology_loads_with_the_contract_topics():
         "coupons",
         "guide-alerts",
         "actions-suppressed",
+        "conversions",
     }
 
 

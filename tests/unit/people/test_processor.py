@@ -15,10 +15,12 @@ from stream_app.metrics import Metrics
 from stream_app.people.processor import PersonProcessor, empty_person
 from stream_app.rules.engine import RuleEngine
 from stream_app.tags.engine import TagEngine
+from tests.unit.effect.helpers import without_holdouts
 from tests.unit.rules.test_rules import DAY, MIN, T
 from tests.unit.test_topology import REPO
 
-TOPO = load_topology(REPO / "topology.yaml")
+TOPO = without_holdouts(load_topology(REPO / "topology.yaml"))
+"""Without holdouts: these tests are about when actions are decided, not who is held out."""
 LATENESS = duration_ms(TOPO.allowed_lateness)
 ACTIONS = {"coupons": "coupon_key", "guide_alerts": "alert_key"}
 
