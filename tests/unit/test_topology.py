@@ -35,6 +35,8 @@ def test_default_topology_loads_with_the_contract_topics():
         "coupons",
         "guide-alerts",
         "actions-suppressed",
+        "audience-changes",
+        "audience-members",
     }
 
 
