@@ -82,7 +82,7 @@ class Change(NamedTuple):
 
 class Evaluation(NamedTuple):
     state: dict[str, Any]
-    """`{"in": {membership: entered at, ms}, "due": next_change or None}`."""
+    """`{"in": {membership: entered at, ms}, "at": evaluated at, ms, "due": next_change or None}`."""
     changes: list[Change]
 
 
@@ -204,13 +204,13 @@ class AudienceEngine:
         changes = [self._change(m, "exit", cause, at_ms) for m in sorted(set(before) - set(now))]
         changes += [self._change(m, "enter", cause, at_ms) for m in now if m not in before]
         held = {m: before.get(m, at_ms) for m in now}
-        return Evaluation({"in": held, "due": self.next_change(tag_state, at_ms)}, changes)
+        return Evaluation({"in": held, "at": at_ms, "due": self.next_change(tag_state, at_ms)}, changes)
 
     def leave_all(self, state: Mapping[str, Any] | None, at_ms: int, cause: str = "merged") -> Evaluation:
         """Every membership ends (the person merged into another one_id)."""
         before = (state or {}).get("in") or {}
         changes = [self._change(m, "exit", cause, at_ms) for m in sorted(before)]
-        return Evaluation({"in": {}, "due": None}, changes)
+        return Evaluation({"in": {}, "at": at_ms, "due": None}, changes)
 
     @staticmethod
     def next_due(state: Mapping[str, Any] | None) -> int | None:
