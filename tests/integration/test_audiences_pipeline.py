@@ -35,9 +35,8 @@ def _november(lines: list[bytes]) -> list[bytes]:
             with_member = orjson.loads(line)["identities"]["member_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             continue
-        if isinstance(with_member, str):
-            if with_member and with_member not in members:
-                members.append(with_member)
+        if isinstance(with_member, str) and with_member and with_member not in members:
+            members.append(with_member)
     back = []
     for n, member in enumerate(members[:12]):
         for minute in (0, 5):
