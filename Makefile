@@ -43,7 +43,7 @@ chaos: install
 
 lint: install
 	$(BIN)/ruff check stream_app tests bench
-	$(BIN)/mypy stream_app/expressions.py stream_app/ingest stream_app/identity stream_app/tags stream_app/rules stream_app/people stream_app/config stream_app/control.py stream_app/progress.py stream_app/contracts.py
+	$(BIN)/mypy stream_app/expressions.py stream_app/ingest stream_app/identity stream_app/tags stream_app/audiences stream_app/rules stream_app/people stream_app/config stream_app/control.py stream_app/progress.py stream_app/contracts.py
 
 ## The bundled sample was made with this command.
 sample: install

@@ -384,6 +384,7 @@ def _summary(
     emitted = [r.value for topic in (t.coupons, t.guide_alerts) for r in outputs.get(topic.name, [])]
     suppressed = [r.value for r in outputs.get(t.actions_suppressed.name, [])]
     actions = actions_by_rule(kinds, emitted, suppressed)
+    audience_sizes = _audience_sizes(topo, outputs)
     if as_json:
         summary = {
             "messages_in": produced,
@@ -393,6 +394,7 @@ def _summary(
             "processing_seconds": round(shown.seconds, 3),
             "actions": {rule: counts.to_json() for rule, counts in actions.items()},
             "effect": {rule: e.to_json() for rule, e in _effect_table(topo, outputs).items()},
+            "audiences": audience_sizes,
         }
         sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
@@ -417,7 +419,114 @@ def _summary(
         rules.add_row(rule, counts.action, str(counts.emitted), str(total), by_reason)
     console.print(rules)
     _print_effect(_effect_table(topo, outputs), Console())
+    _print_audience_sizes(audience_sizes)
     console.print(f"processed {produced:,} lines in {_duration(shown.seconds)}", highlight=False)
+
+
+def _audience_sizes(topo: Topology, outputs: dict[str, list[Any]]) -> dict[str, int]:
+    """Members per audience at the end, from the compacted `audience-members` as read."""
+    from stream_app.audiences.report import current_members, sizes
+
+    rows = [(r.key, r.value) for r in outputs.get(topo.topics.audience_members.name, [])]
+    return sizes(current_members(rows), topo.audiences)
+
+
+def _print_audience_sizes(audience_sizes: dict[str, int]) -> None:
+    table = Table(title="audience sizes at the end of event time (audience-members)")
+    table.add_column("audience")
+    table.add_column("members", justify="right")
+    for name, size in audience_sizes.items():
+        table.add_row(name, str(size))
+    console.print(table)
+
+
+audiences_app = typer.Typer(cls=_Group, no_args_is_help=False, add_completion=False)
+app.add_typer(audiences_app, name="audiences")
+
+
+@audiences_app.callback(invoke_without_command=True)
+def audiences(
+    ctx: typer.Context,
+    broker: BrokerOpt = None,
+    topology: TopologyOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON instead of tables (also when stdout is not a terminal)")
+    ] = False,
+) -> None:
+    """Audience sizes now and enters and exits per hour of event time, read from the topics.
+
+    `stream-app audiences export NAME` writes the members of one audience as JSONL."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"broker": broker, "topology": topology}
+        return
+    from stream_app.audiences.report import by_hour, current_members, sizes
+    from stream_app.io.kafka import read_topics
+
+    settings = _settings(broker=broker, topology=topology)
+    topo = _topology(settings)
+    bootstrap = _reachable_broker(settings)
+    t = topo.topics
+    with _broker_errors():
+        found = read_topics(
+            bootstrap, [t.audience_members.name, t.audience_changes.name], security=settings.kafka
+        )
+    members = current_members((r.key, r.value) for r in found[t.audience_members.name])
+    now = sizes(members, topo.audiences)
+    hours = by_hour(r.value for r in found[t.audience_changes.name])
+    if as_json or not _terminal():
+        data = {
+            "sizes": now,
+            "per_hour": [
+                {"hour": hour, "audience": name, **counts} for (hour, name), counts in hours.items()
+            ],
+        }
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    out = Console()
+    table = Table(title="audience sizes now")
+    table.add_column("audience")
+    table.add_column("members", justify="right")
+    table.add_column("description")
+    for name, size in now.items():
+        spec = topo.audiences.get(name)
+        table.add_row(name, str(size), spec.description if spec is not None else "")
+    out.print(table)
+    hourly = Table(title="enters and exits per hour of event time (UTC)")
+    for column in ("hour", "audience", "enter", "exit"):
+        hourly.add_column(column, justify="right" if column in ("enter", "exit") else "left")
+    for (hour, name), counts in hours.items():
+        hourly.add_row(hour, name, str(counts["enter"]), str(counts["exit"]))
+    out.print(hourly)
+
+
+@audiences_app.command("export", cls=_Command)
+def audiences_export(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="An audience, or one sub-key's: category_interest\\[bags]")
+    ],
+    broker: BrokerOpt = None,
+    topology: TopologyOpt = None,
+) -> None:
+    """The current members of NAME as JSONL on stdout, with hashed identifiers only (phones and
+    emails as their HMAC hashes; other identifier types are left out)."""
+    from stream_app.audiences.report import current_members, export_rows
+    from stream_app.io.kafka import read_topics
+
+    given = ctx.obj or {}
+    settings = _settings(broker=broker or given.get("broker"), topology=topology or given.get("topology"))
+    topo = _topology(settings)
+    if name.partition("[")[0] not in topo.audiences:
+        _fail(f"NAME {name!r}: no such audience (known: {', '.join(topo.audiences)})", 2)
+    bootstrap = _reachable_broker(settings)
+    members_topic, owners = topo.topics.audience_members.name, topo.internal_topics.identity_map.name
+    with _broker_errors():
+        found = read_topics(bootstrap, [members_topic, owners], security=settings.kafka)
+    members = current_members((r.key, r.value) for r in found[members_topic])
+    rows = export_rows(members, name, ((r.key, r.value) for r in found[owners]))
+    for row in rows:
+        sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+    console.print(f"{len(rows)} members of {name}")
 
 
 @command(cls=_Command)

@@ -58,6 +58,8 @@ COUPONS = Contract("coupons", 1)
 GUIDE_ALERTS = Contract("guide-alerts", 1)
 ACTIONS_SUPPRESSED = Contract("actions-suppressed", 1)
 CONVERSIONS = Contract("conversions", 1)
+AUDIENCE_CHANGES = Contract("audience-changes", 1)
+AUDIENCE_MEMBERS = Contract("audience-members", 1)
 
 OUTPUTS: dict[str, Contract] = {
     "dlq": DLQ,
@@ -69,6 +71,8 @@ OUTPUTS: dict[str, Contract] = {
     "guide_alerts": GUIDE_ALERTS,
     "actions_suppressed": ACTIONS_SUPPRESSED,
     "conversions": CONVERSIONS,
+    "audience_changes": AUDIENCE_CHANGES,
+    "audience_members": AUDIENCE_MEMBERS,
 }
 """Each output topic's contract, by its key under `topics:` in topology.yaml (names may change
 there; the contract goes with the role)."""

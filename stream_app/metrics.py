@@ -222,6 +222,14 @@ class Metrics:
             registry=r,
         )
 
+        self.audience_changes = Counter(
+            "stream_app_audience_changes_total",
+            "Audience enters and exits (by the audience's name in topology.yaml; cause event, "
+            "expired or merged)",
+            ["audience", "change", "cause"],
+            registry=r,
+        )
+
         # The process: CPU seconds, resident memory, open files (process_*), the Python version
         # (python_info) and the garbage collector (python_gc_*), as prometheus-client exports them
         # on its default registry.

@@ -50,6 +50,18 @@ class Topics(_Frozen):
     guide_alerts: TopicSpec
     actions_suppressed: TopicSpec
     conversions: TopicSpec = TopicSpec(name="conversions", partitions=8)
+    audience_changes: TopicSpec
+    audience_members: TopicSpec
+
+    @field_validator("audience_members")
+    @classmethod
+    def _members_compacted(cls, value: TopicSpec) -> TopicSpec:
+        """Compacted: each key (audience, one_id) holds its latest membership, a tombstone on exit,
+        so a consumer reading from the beginning materialises who is in now."""
+        policy = value.config.get("cleanup.policy", "compact")
+        if policy != "compact":
+            raise ValueError(f"cleanup.policy must be compact (not {policy!r}): members are a table")
+        return value.model_copy(update={"config": {**value.config, "cleanup.policy": policy}})
 
 
 class InternalTopics(_Frozen):
@@ -272,8 +284,22 @@ class RuleSpec(_Frozen):
         if (self.coupon is None) == (self.guide_alert is None):
             raise ValueError("a rule has exactly one action: `coupon` or `guide_alert`")
         if self.absent is not None and "stale_after" in self.model_fields_set:
-            raise ValueError("`stale_after` is for rules an event triggers; a late absence is `late` by its window")
+            raise ValueError(
+                "`stale_after` is for rules an event triggers; a late absence is `late` by its window"
+            )
         return self
+
+
+class AudienceSpec(_Frozen):
+    """One audience: who holds `if` (over tags and `idle_days`) now; with `by`, one membership per
+    sub-key of that windowed tag (`key` in the condition), at most `max_keys` of them a person."""
+
+    description: str = ""
+    condition: str = Field(alias="if", description="rule-engine expression over tags")
+    by: str | None = Field(None, description="A window tag with `by`, e.g. views_24h")
+    max_keys: Annotated[int, Field(ge=1, le=1000)] = 32
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class Ingest(_Frozen):
@@ -305,6 +331,9 @@ class Topology(_Frozen):
     stores: dict[str, Store] = Field(default_factory=dict)
     contact_policy: ContactPolicy = ContactPolicy()
     rules: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], RuleSpec] = Field(default_factory=dict)
+    audiences: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], AudienceSpec] = Field(
+        default_factory=dict
+    )
 
     def all_topics(self) -> list[TopicSpec]:
         """Every topic the topology reads or writes, inputs first."""
@@ -360,6 +389,9 @@ def parse_topology(data: Any, source: str = "<topology>") -> Topology:
     except TagError as exc:
         problems += exc.problems
     problems += rule_problems(topology)  # every problem at once, tags' and rules' alike
+    from stream_app.audiences.engine import audience_problems
+
+    problems += audience_problems(topology.audiences, topology.tags)
     names = [spec.name for spec in topology.all_topics()]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:

@@ -30,6 +30,14 @@ that person never comes back.
 
 Every method returns what to send as `Emit` tuples (output, key, value); the caller sends them.
 The values on output topics are the published contracts (docs/contracts.md), built here.
+
+**Audiences** (`stream_app.audiences`): a person's memberships are re-evaluated after every event
+applied, when the survivor of a merge has taken a fragment in, and at the next moment event time
+can change one with no event (`AudienceEngine.next_change`, a due time beside the rules' own in
+`timers`); a merged one_id leaves every audience. The state keeps the memberships (bounded by the
+declared audiences and their `max_keys`) and that due time. Closing event time resolves
+audiences only up to where the input's event time reached (the newest event seen), not to the
+end of time: a lapse 60 days on is not the state at the end of the input.
 """
 
 from __future__ import annotations
@@ -40,21 +48,26 @@ from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+from stream_app.audiences import AudienceEngine
+from stream_app.audiences.records import change_record, member_key, member_record
 from stream_app.contracts import ACTIONS_SUPPRESSED, CONVERSIONS, COUPONS, GUIDE_ALERTS, PROFILE_UPDATES
 from stream_app.effect.attribution import AttributionEngine, conversion_record
 from stream_app.metrics import Metrics
 from stream_app.rules.engine import Outcome, RuleEngine
 from stream_app.tags.engine import TagEngine
 
-Emit = tuple[str, str, dict[str, Any]]
+Emit = tuple[str, str, dict[str, Any] | None]
 """(output, key, value); output is one of person_events, profile_updates, coupons, guide_alerts,
-actions_suppressed, conversions."""
+actions_suppressed, conversions, audience_changes, audience_members (value None: a tombstone)."""
 
 DAY_MS = 86_400_000
 RECENT_ACTIONS = 20
 END_OF_TIME = 2**62
 LATE = "late_behind_watermark_ms"
 """Set on a late event while it is applied: the watermark it arrived behind."""
+AUDIENCE_SIZES = "~audience-sizes:"
+"""`states` key (`~audience-sizes:<partition>`, no one_id starts with `~`) of the partition's
+memberships per audience: changelogged with the people they count, so they move with them."""
 AFTER = "after_absorbing"
 """Set on a held event that waits for merged fragments' states: the one_ids still to come."""
 
@@ -87,6 +100,7 @@ class PersonProcessor:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         effect: AttributionEngine | None = None,
+        audiences: AudienceEngine | None = None,
     ):
         self.engine = tag_engine
         self.rules = rule_engine
@@ -106,6 +120,11 @@ class PersonProcessor:
         Entries go stale when a person's due time moves; `timers` has the truth."""
         self._handed_on: dict[int, int] = {}
         """Per partition: records handed on to other partitions (merged people) since last asked."""
+        self.audiences = audiences
+        self._audience_horizon: int | None = None
+        """While event time closes: audience due times from here on wait (see the module doc)."""
+        self._partition = 0
+        """The partition of the record or watermark being handled (where audience sizes count)."""
 
     def now_ms(self, partition: int) -> int:
         """The partition's watermark: what is older is late; what is due before it happens."""
@@ -113,6 +132,7 @@ class PersonProcessor:
 
     def handle(self, record: dict[str, Any], partition: int) -> list[Emit]:
         out: list[Emit] = []
+        self._partition = partition
         kind = record["kind"]
         if kind == "event":
             self._event(record["event"], partition, out, record.get("after"))
@@ -135,6 +155,7 @@ class PersonProcessor:
     def advance(self, partition: int, watermark_ms: int) -> list[Emit]:
         """Event time on the partition reached `watermark_ms`: what is older happens now."""
         out: list[Emit] = []
+        self._partition = partition
         if watermark_ms > self.now_ms(partition):
             self.watermarks[partition] = watermark_ms
             self._fire_timers(partition, watermark_ms, out)
@@ -145,7 +166,12 @@ class PersonProcessor:
 
         The watermark itself stays: it is where the input's event time reached."""
         out: list[Emit] = []
-        self._fire_timers(partition, END_OF_TIME, out)
+        self._partition = partition
+        self._audience_horizon = max([*self._newest.values(), self.now_ms(partition)]) + 1
+        try:
+            self._fire_timers(partition, END_OF_TIME, out)
+        finally:
+            self._audience_horizon = None
         return out
 
     # -- events ------------------------------------------------------------------------------
@@ -185,7 +211,7 @@ class PersonProcessor:
         while True:
             held = stored["held"]
             next_event = int(held[0]["event_time_ms"]) if held else None
-            due = self.rules.next_due(stored["rules"])
+            due = self._next_due(stored)
             if next_event is not None and _waiting(held[0], stored):
                 # It and all after it wait for a fragment's state; what is due before it goes.
                 until_ms, next_event = min(until_ms, next_event), None
@@ -227,14 +253,21 @@ class PersonProcessor:
             stored["rules"], event, before, after, gap_days, closed_ms=event.get(LATE), one_id=one_id
         )
         stored = self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
-        return self._attribute(one_id, stored, outcomes, event, now, out)
+        stored = self._attribute(one_id, stored, outcomes, event, now, out)
+        return self._audiences_at(
+            one_id, stored, after, now, event["event_id"], event.get("occurred_at"), out
+        )
 
     def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:
         last = (stored["tags"] or {}).get("last_ms") or 0
         tags = self.engine.read(stored["tags"], max(due_ms, last))
         rules, outcomes = self.rules.on_time(stored["rules"], due_ms, tags, one_id=one_id)
         stored = self._emit(one_id, {**stored, "rules": rules}, outcomes, out)
-        return self._attribute(one_id, stored, outcomes, None, max(due_ms, last), out)
+        stored = self._attribute(one_id, stored, outcomes, None, max(due_ms, last), out)
+        audience_due = AudienceEngine.next_due(stored.get("audiences"))
+        if audience_due is not None and audience_due <= due_ms:
+            stored = self._audiences_at(one_id, stored, tags, max(due_ms, last), "expired", None, out)
+        return stored
 
     # -- event time ----------------------------------------------------------------------------
 
@@ -263,6 +296,12 @@ class PersonProcessor:
             return  # a replay: its state has left already
         # Even with no state: the survivor's events wait for every fragment's absorb (`after`).
         stored = self.states.get(merged) or empty_person()
+        if self.audiences is not None and stored.get("audiences"):
+            # The merged one_id leaves every audience; the survivor evaluates its own on absorbing.
+            at_ms = int(record.get("event_time_ms") or (stored["tags"] or {}).get("last_ms") or 0)
+            left = self.audiences.leave_all(stored["audiences"], at_ms)
+            self._audience_emit(merged, left.changes, None, out)
+            stored = {k: v for k, v in stored.items() if k != "audiences"}
         # Send before forgetting: a crash in between sends again, and the absorb is idempotent.
         absorb = {"kind": "absorb", "one_id": survivor, "merged_one_id": merged, "state": stored}
         out.append(("person_events", survivor, absorb))
@@ -297,6 +336,7 @@ class PersonProcessor:
             "absorbed": sorted({*stored["absorbed"], *incoming["absorbed"], merged_id}),
             "actions": actions[-RECENT_ACTIONS:],
             "effect": self.effect.merge(stored.get("effect"), incoming.get("effect")),
+            "audiences": stored.get("audiences"),
         }
         stored = self._attribute(target, stored, [], None, now, out, merged=True)  # orders meet windows
         after = self.engine.read(tags, now)
@@ -311,6 +351,7 @@ class PersonProcessor:
                 "merged_one_id": merged_id,
             }
             out.append(("profile_updates", target, update))
+        stored = self._audiences_at(target, stored, after, now, "merged", None, out)
         self._advance(target, stored, partition, self.now_ms(partition), out)
 
     # -- state and outputs -----------------------------------------------------------------------
@@ -322,6 +363,9 @@ class PersonProcessor:
         """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""
         self.states[one_id] = stored
         due = rules_due
+        audience_due = AudienceEngine.next_due(stored.get("audiences"))
+        if audience_due is not None:
+            due = audience_due if due is None else min(due, audience_due)
         if stored["held"] and not _waiting(stored["held"][0], stored):  # (an absorb wakes a waiting one)
             held_due = int(stored["held"][0]["event_time_ms"])
             due = held_due if due is None else min(due, held_due)
@@ -427,6 +471,66 @@ class PersonProcessor:
                 out.append(("conversions", one_id, record))
         return {**stored, "effect": effect}
 
+    # -- audiences -----------------------------------------------------------------------------
+
+    def _next_due(self, stored: dict[str, Any]) -> int | None:
+        """When something is due: the rules' next, or the audiences' (before the horizon, if any)."""
+        due = self.rules.next_due(stored["rules"])
+        audience_due = AudienceEngine.next_due(stored.get("audiences"))
+        horizon = self._audience_horizon
+        if audience_due is not None and (horizon is None or audience_due < horizon):
+            due = audience_due if due is None else min(due, audience_due)
+        return due
+
+    def _audiences_at(
+        self,
+        one_id: str,
+        stored: dict[str, Any],
+        values: dict[str, Any],
+        at_ms: int,
+        cause: str,
+        event_time: str | None,
+        out: list[Emit],
+    ) -> dict[str, Any]:
+        """Memberships re-evaluated on tag readings `values` at `at_ms`; their changes emitted."""
+        if self.audiences is None:
+            return stored
+        previous = stored.get("audiences") or {}
+        if previous.get("at", at_ms) > at_ms:
+            # Evaluated at a later moment already (a due time; a late event, a merge): event time
+            # does not go back, or a lapsed membership would enter again and lapse at once.
+            at_ms = previous["at"]
+            values = self.engine.read(stored["tags"], at_ms)
+        evaluation = self.audiences.evaluate(stored.get("audiences"), stored["tags"], values, at_ms, cause)
+        self._audience_emit(one_id, evaluation.changes, event_time, out)
+        return {**stored, "audiences": evaluation.state}
+
+    def _audience_emit(
+        self, one_id: str, changes: list[Any], event_time: str | None, out: list[Emit]
+    ) -> None:
+        if not changes:
+            return
+        wall_ms = int(self.clock() * 1000)
+        key = f"{AUDIENCE_SIZES}{self._partition}"
+        sizes = dict(self.states.get(key) or {})
+        for change in changes:
+            sizes[change.audience] = sizes.get(change.audience, 0) + (1 if change.change == "enter" else -1)
+            record = change_record(one_id, change, event_time, wall_ms)
+            out.append(("audience_changes", one_id, record))
+            member = member_record(one_id, change, record) if change.change == "enter" else None
+            out.append(("audience_members", member_key(one_id, change.membership), member))
+            self.metrics.audience_changes.labels(change.audience, change.change, record["cause"]).inc()
+        self.states[key] = sizes
+
+    def audience_sizes(self, partitions: list[int]) -> dict[str, int]:
+        """Memberships per declared audience among the people of `partitions`."""
+        names = [audience.name for audience in self.audiences.audiences] if self.audiences else []
+        totals = dict.fromkeys(names, 0)
+        for partition in partitions:
+            for name, size in (self.states.get(f"{AUDIENCE_SIZES}{partition}") or {}).items():
+                totals[name] = totals.get(name, 0) + size
+        return totals
+
     # -- lookups -------------------------------------------------------------------------------
 
     def profile(self, one_id: str) -> dict[str, Any] | None:
@@ -444,4 +548,5 @@ class PersonProcessor:
             "as_of_ms": now,
             "events_waiting_for_event_time": len(stored.get("held") or []),
             "recent_actions": stored["actions"],
+            "audiences": sorted((stored.get("audiences") or {}).get("in") or ()),
         }

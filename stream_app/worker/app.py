@@ -27,6 +27,7 @@ from faust.transport.drivers.aiokafka import server_list
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream_app.audiences import AudienceEngine
 from stream_app.config import Settings, Topology
 from stream_app.config.topology import TopicSpec, duration_ms
 from stream_app.identity import IdentityResolver, IdentityRules
@@ -236,10 +237,13 @@ class Pipeline:
                 "guide_alerts": t.guide_alerts.name,
                 "actions_suppressed": t.actions_suppressed.name,
                 "conversions": t.conversions.name,
+                "audience_changes": t.audience_changes.name,
+                "audience_members": t.audience_members.name,
             },
             internal.person_events.partitions,
             metrics,
             clock,
+            AudienceEngine.from_specs(topology.audiences, topology.tags),
         )
         stages = {"ingest": ingest, "dedupe": dedupe, "link": link, "people": people}
         self.runner = StageRunner(

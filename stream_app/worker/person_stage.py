@@ -14,7 +14,10 @@ from typing import Any
 
 import faust
 import orjson
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from stream_app.audiences import AudienceEngine
 from stream_app.metrics import Metrics
 from stream_app.people.processor import Emit, PersonProcessor
 from stream_app.rules.engine import RuleEngine
@@ -36,6 +39,7 @@ class PersonStage:
         partitions: int,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        audiences: AudienceEngine | None = None,
     ):
         self.outbox = outbox
         self.metrics = metrics
@@ -58,8 +62,11 @@ class PersonStage:
         states, aliases, person_timers = (BatchState(store) for store in self.stores)
         self.batch_states = (states, aliases, person_timers)
         self.processor = PersonProcessor(
-            tag_engine, rule_engine, states, aliases, person_timers, metrics, clock
+            tag_engine, rule_engine, states, aliases, person_timers, metrics, clock, audiences=audiences
         )
+        self.app = app
+        if audiences is not None and audiences.audiences:
+            metrics.registry.register(_AudienceSizes(self))
         app.on_partitions_assigned.connect(self._on_assigned)
 
     async def _on_assigned(self, *args: Any, **kwargs: Any) -> None:
@@ -97,4 +104,31 @@ class PersonStage:
 
     def _add(self, emits: list[Emit]) -> None:
         for output, key, value in emits:
-            self.outbox.add(self.topics[output], key.encode(), orjson.dumps(value))
+            # None: a tombstone (an exit on the compacted audience-members topic).
+            payload = None if value is None else orjson.dumps(value)
+            self.outbox.add(self.topics[output], key.encode(), payload)
+
+    def audience_sizes(self) -> dict[str, int]:
+        """Memberships per audience among the people of this worker's active partitions (read when
+        `/metrics` is scraped: `stream_app_audience_members`)."""
+        topic = self.topics["person_events"]
+        mine = sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic)
+        return self.processor.audience_sizes(mine)
+
+
+class _AudienceSizes(Collector):
+    """`stream_app_audience_members`, from the sizes the partitions keep with their people."""
+
+    def __init__(self, stage: PersonStage):
+        self.stage = stage
+
+    def collect(self) -> Any:
+        family = GaugeMetricFamily(
+            "stream_app_audience_members",
+            "Memberships of each audience among the people of this worker's partitions (an audience "
+            "with `by` counts one per person and sub-key); sum over workers for the whole",
+            labels=["audience"],
+        )
+        for audience, size in sorted(self.stage.audience_sizes().items()):
+            family.add_metric([audience], size)
+        yield family

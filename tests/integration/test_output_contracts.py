@@ -7,6 +7,7 @@ may be anything but a record of its contract, with the message key the contract 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import orjson
@@ -26,6 +27,7 @@ KEYED_BY_ONE_ID = {
     "coupons",
     "guide_alerts",
     "actions_suppressed",
+    "audience_changes",
 }
 
 
@@ -46,7 +48,16 @@ def test_every_output_record_of_a_run_validates_against_its_schema(env):
         if record.is_control:
             bad.append((*where, "a control record on an output topic"))
             continue
+        if key == "audience_members" and record.value is None:  # a tombstone: an exit
+            if not re.fullmatch(rb"[a-z][a-z0-9_]*(\[.*\])?:p_[0-9a-f]{16}", record.key or b""):
+                bad.append((*where, f"tombstone key {record.key!r} is not <audience>:<one_id>"))
+            continue
         value = orjson.loads(record.value or b"null")
+        if key == "audience_members":
+            sub = f"[{value.get('sub_key')}]" if value.get("sub_key") is not None else ""
+            expected = f"{value.get('audience')}{sub}:{value.get('one_id')}"
+            if record.key != expected.encode():
+                bad.append((*where, f"key {record.key!r} is not {expected}"))
         bad += [
             (*where, f"{'/'.join(map(str, e.absolute_path))}: {e.message}")
             for e in validator(OUTPUTS[key]).iter_errors(value)

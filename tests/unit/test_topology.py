@@ -36,6 +36,8 @@ def test_default_topology_loads_with_the_contract_topics():
         "guide-alerts",
         "actions-suppressed",
         "conversions",
+        "audience-changes",
+        "audience-members",
     }
 
 

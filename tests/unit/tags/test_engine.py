@@ -57,6 +57,7 @@ def test_default_tags_from_a_few_events():
         "channels": ["app", "pos", "tmall", "wecom"],
         "vip": True,
         "lifecycle": "repeat",
+        "registered_7d": 0,
     }
 
 
