@@ -283,7 +283,12 @@ def run(
                     console.print(f"wrote {len(outputs)} topics to {dump_dir}/")
             if once:
                 return
-            console.print("running: Ctrl-C stops the worker and the broker")
+            console.print(
+                f"running on for live traffic: events produced to {topo.topics.touchpoints.name} at "
+                f"{local.bootstrap} with event time now are acted on within about a second "
+                "(allowed_lateness plus the pipeline); Ctrl-C stops the worker and the broker",
+                highlight=False,
+            )
             while True:
                 local.check_alive()
                 time.sleep(0.5)

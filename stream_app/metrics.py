@@ -193,7 +193,8 @@ class Metrics:
         )
         self.action_latency = Histogram(
             "stream_app_action_latency_seconds",
-            "From the trigger event's arrival to its action's emission (absences and quiet hours included: "
+            "From the trigger event reaching the input topic (its record timestamp) to its action's "
+            "emission (absences and quiet hours included: "
             "by rule, so that event-triggered rules can be told from those that wait)",
             ["rule"],
             buckets=ACTION_LATENCY_BUCKETS,

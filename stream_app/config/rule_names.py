@@ -93,7 +93,7 @@ _IDLE_DAYS_IN_A_RULE = (
     "unknown tag 'idle_days': only derived tags read it (rules read gap_days, days since the last event)"
 )
 
-_ADDED_EVENT_FIELDS = ("event_time_ms", "ingested_at_ms", "one_id")
+_ADDED_EVENT_FIELDS = ("event_time_ms", "ingested_at_ms", "arrived_at_ms", "one_id")
 """Event fields the pipeline adds to the input contract's (ingest/pipeline.py, identity/records.py);
 every event has them, and `properties` (`{}` when the input has none)."""
 

@@ -117,15 +117,21 @@ class Ingestor:
             ingest.max_properties_values,
         )
 
-    def process(self, raw: bytes | None, now_ms: int = 0) -> Accepted | Rejected:
+    def process(
+        self, raw: bytes | None, now_ms: int = 0, arrived_at_ms: int | None = None
+    ) -> Accepted | Rejected:
         """Never raises: a bug met by one odd message costs that message (to the DLQ), not the worker.
 
         `now_ms` is the wall clock (the worker passes it). `now_ms <= 0` means there is none (tools
         and tests replaying a file of past days): then only the calendar bounds apply to event time,
-        not `max_future`.
+        not `max_future`. `arrived_at_ms`: the input record's timestamp, kept on the event (where
+        an action's latency starts).
         """
         try:
-            return self._process(raw, now_ms)
+            accepted = self._process(raw, now_ms)
+            if arrived_at_ms is not None and isinstance(accepted, Accepted):
+                accepted.event["arrived_at_ms"] = arrived_at_ms
+            return accepted
         except Exception as exc:  # noqa: BLE001 - the DLQ keeps the message and the reason
             log.exception("ingest failed on one message")
             return Rejected(INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")

@@ -407,9 +407,9 @@ class PersonProcessor:
                 out.append(("actions_suppressed", one_id, suppressed))
                 continue
             self.metrics.actions_emitted.labels(o.rule, o.kind).inc()
-            if o.trigger.get("ingested_at_ms"):
-                latency_s = max(0.0, (wall_ms - o.trigger["ingested_at_ms"]) / 1000)
-                self.metrics.action_latency.labels(o.rule).observe(latency_s)
+            arrived = o.trigger.get("arrived_at_ms") or o.trigger.get("ingested_at_ms")
+            if arrived:
+                self.metrics.action_latency.labels(o.rule).observe(max(0.0, (wall_ms - arrived) / 1000))
             if o.kind == "coupon":
                 coupon = {"schema_version": COUPONS.version, "coupon_key": o.key, **base, **o.fields}
                 out.append(("coupons", one_id, coupon))

@@ -60,6 +60,7 @@ TRIGGER_FIELDS = (
     "occurred_at",
     "event_time_ms",
     "ingested_at_ms",
+    "arrived_at_ms",
     "channel",
     "store_id",
     "guide_id",

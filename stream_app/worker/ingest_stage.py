@@ -65,13 +65,22 @@ class IngestStage:
         self._read_to[message.partition] = message.offset  # (the record is done below)
         self.metrics.messages_in.inc()
         with self.metrics.ingest_seconds.time():
-            outcome = self.ingestor.process(event.value, self.now_ms())
+            # The record's timestamp: when the event reached the input topic (CreateTime, the
+            # producer's clock, unless the topic keeps LogAppendTime).
+            arrived = int(message.timestamp * 1000) if message.timestamp else None
+            outcome = self.ingestor.process(event.value, self.now_ms(), arrived)
         if isinstance(outcome, Accepted):
             self._accept(outcome)
             t = outcome.event["event_time_ms"]
             self._ingested[message.partition] = max(t, self._ingested.get(message.partition, t))
         else:
             await self._reject(event, outcome)
+
+    def read_past(self, message: Any) -> None:
+        """A record ingest took up without handling it (a progress marker): a partition whose last
+        record is a marker is read to its end (it once never was, so after `make run` streamed its
+        file, event time never moved on for live events)."""
+        self._read_to[message.partition] = message.offset
 
     async def sent(self) -> None:
         """After the outbox went out: the DLQ ledger, and the event time it carried."""

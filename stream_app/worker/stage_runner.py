@@ -111,6 +111,8 @@ class StageRunner:
                 with as_current(event):
                     if is_control(event.headers):
                         await self.send(stage)
+                        if stage == "ingest":
+                            self.ingest.read_past(event.message)
                         await self._on_control(stage, event.message.partition, event.value)
                     else:
                         await handle(event)

@@ -46,10 +46,10 @@ def isolated_topology(
     Without `holdouts`, no rule holds anyone out (`effect.holdout` 0): tests of what rules decide
     expect every eligible person to get the action; campaign-effect tests ask for the holdouts."""
     data = yaml.safe_load((REPO / "topology.yaml").read_text())
-    if not holdouts:
+    data.update(changes)
+    if not holdouts:  # (after the changes: a test's own rules are held to it too)
         for rule in data.get("rules", {}).values():
             rule.setdefault("effect", {})["holdout"] = 0
-    data.update(changes)
     prefix = f"t{next(_counter)}-{uuid.uuid4().hex[:6]}-"
     for section in ("topics", "internal_topics"):
         for key, spec in data[section].items():

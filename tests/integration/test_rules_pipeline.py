@@ -282,6 +282,39 @@ def test_a_live_cart_abandonment_fires_though_nobody_comes_back(make_env):
     assert decided == datetime.fromisoformat(now.isoformat(timespec="milliseconds")) + timedelta(seconds=3)
 
 
+def test_live_traffic_after_a_replay_is_acted_on(make_env):
+    """As `make run` does: a day of history replayed and closed, then live events (event time =
+    now) into the running worker. The replayed partitions' event time stands in the past; once
+    they have been quiet for a while they are idle and hold nobody back, so the live events are
+    applied and acted on (they once waited for the old day's clock to reach today)."""
+    env = make_env()
+    history = generate(people=40, days=1, seed=11, start=datetime(2026, 10, 1, tzinfo=SH)).lines
+    name = env.topology.topics.coupons.name
+    with env.local_run() as run:
+        run.stream_events(history)
+        run.finish_input(close_event_time=True, timeout=180)
+        time.sleep(11)  # the replayed partitions go idle (10 s quiet)
+        now = datetime.now(SH)
+        live = [
+            ev(f"live-reg-{n}", "member_register", now, identities={"member_id": f"MLIVE{n}"})
+            for n in range(8)
+        ]
+        run.stream_events(live)
+        deadline = time.monotonic() + 60
+        welcomed: dict[str, dict] = {}
+        while len(welcomed) < len(live) and time.monotonic() < deadline:
+            time.sleep(1)
+            for r in read_topics(run.bootstrap, [name], idle_timeout=1)[name]:
+                coupon = orjson.loads(r.value)
+                if coupon["trigger_event_id"].startswith("live-reg-"):
+                    welcomed[coupon["trigger_event_id"]] = coupon
+            run.check_alive()
+        late = metric(run.web_port, "stream_app_tags_late_events_total")
+    assert sorted(welcomed) == sorted(f"live-reg-{n}" for n in range(8))
+    assert {c["rule"] for c in welcomed.values()} == {"welcome"}
+    assert late == 0, "a live event was applied late (behind the watermark)"
+
+
 def _recount(resolved: list[dict], merges: list[dict]) -> Counter:
     """The default rules worked out directly from the resolved events, person by person in event
     time: an oracle written apart from the engine (no caps: the test checks none applied)."""

@@ -41,6 +41,13 @@ def test_valid_event_is_normalised_and_hashed():
     assert "138" not in orjson.dumps(e).decode().replace(e["identities"]["phone"], "")
 
 
+def test_the_input_records_timestamp_is_kept_where_an_actions_latency_starts():
+    arrived = INGESTOR.process(event(), now_ms=1795312800123 + 42, arrived_at_ms=1795312800123 + 7)
+    assert isinstance(arrived, Accepted) and arrived.event["arrived_at_ms"] == 1795312800123 + 7
+    without = INGESTOR.process(event(), now_ms=1795312800123 + 42)
+    assert isinstance(without, Accepted) and "arrived_at_ms" not in without.event
+
+
 def test_unknown_event_type_is_valid():
     assert isinstance(INGESTOR.process(event(event_type="lottery_spin")), Accepted)
 
