@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from bench import noise, rows, two_workers
+from bench import latency, noise, rows, two_workers
 from bench.core import core_rate, scale_costs
 from bench.procstat import child_running, vm_kib
 from bench.report import Results, memory_line, render
@@ -45,6 +45,13 @@ PIPELINE_OVERHEAD_S = 30.0
 PROBE = 2000
 SKEWED_SHARE = 0.25
 """A worker of two that read less of the input than this did not halve the other's work: say so."""
+LATENCY_TRICKLE = 5.0
+"""Events/s of the latency row's second case (the first: half the known-people pipeline rate)."""
+LATENCY_WAIT_S = 15.0
+"""The latency row waits this long for actions after a case's last trigger (not the lateness: at
+5 minutes' lateness the two cases would take most of the budget to show nothing new)."""
+LATENCY_OVERHEAD_S = 25.0
+"""Worker start, warm-up and teardown of one latency case, beside its traffic and wait."""
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,8 +66,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument("--profile", type=Path, help="py-spy the worker during the last warm phase")
     parser.add_argument(
-        "--skip", default="", help="rows to leave out: core,scale,memory,raw,faust,pipeline,two"
+        "--skip", default="", help="rows to leave out: core,scale,memory,raw,faust,pipeline,two,latency"
     )
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        help="events/s of the latency row's first case (default: half the known-people pipeline median)",
+    )
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="live traffic per latency case")
     args = parser.parse_args(argv)
     if args.quick:
         args.events, args.runs, args.budget = 20_000, 2, 240.0
@@ -88,7 +101,9 @@ def main(argv: list[str] | None = None) -> Results:
     console = Console(width=None if Console().is_terminal else 160)
     skip = set(filter(None, args.skip.split(",")))
     started = time.monotonic()
-    left = lambda: args.budget - (time.monotonic() - started)  # noqa: E731
+    # The latency row runs last, and its time is set aside from the start.
+    reserved = 0.0 if "latency" in skip else 2 * (args.latency_seconds + LATENCY_WAIT_S + LATENCY_OVERHEAD_S)
+    left = lambda: args.budget - reserved - (time.monotonic() - started)  # noqa: E731
     monitor = noise.NoiseMonitor()
 
     people = math.ceil(args.events / LINES_PER_PERSON_DAY * 1.05)
@@ -227,6 +242,10 @@ def main(argv: list[str] | None = None) -> Results:
                     f"pipeline rows on the first {n_pipeline:,} events, {state_people:,} people "
                     f"(what fitted the budget at the rate of a {rows.PIPELINE_PROBE:,}-event probe)"
                 )
+            if "latency" not in skip:
+                reserved = 0.0
+                latency_row(args, results, broker, tmp, console)
+                monitor.sample()
             broker_peak = vm_kib(broker_pid) if broker_pid else 0
             measured = monitor.finish()
     results.memory.update(
@@ -259,6 +278,41 @@ def main(argv: list[str] | None = None) -> Results:
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(results.to_json(), option=orjson.OPT_INDENT_2))
     return results
+
+
+def latency_row(
+    args: argparse.Namespace, results: Results, broker: EmbeddedBroker, tmp: Path, console: Console
+) -> None:
+    """`bench.latency` at half the known-people pipeline median (or `--latency-rate`) and at
+    `LATENCY_TRICKLE` events/s, one run each, on the topology as it is."""
+    half = args.latency_rate or results.med("warm") / 2
+    cases = [(f"{LATENCY_TRICKLE:g} ev/s", LATENCY_TRICKLE)]
+    if half:
+        source = "--latency-rate" if args.latency_rate else "half the known-people pipeline median"
+        cases.insert(0, (f"{half:,.0f} ev/s ({source})", half))
+    else:
+        results.notes.append(
+            "latency at half the pipeline's rate not measured: no pipeline row, no --latency-rate"
+        )
+    for label, rate in cases:
+        case = latency.run_case(
+            broker.url, broker.bootstrap, tmp, rate, args.latency_seconds, wait_s=LATENCY_WAIT_S
+        )
+        results.latency[label] = case.to_json()
+        overall = case.overall()
+        q = latency.quantiles(overall.latencies_ms)
+        console.print(
+            f"latency {label}: {overall.received}/{overall.sent} actions, "
+            + (f"p50 {q['p50'] / 1000:.3f} s, p99 {q['p99'] / 1000:.3f} s" if q else "none arrived")
+            + f" (allowed_lateness {case.lateness}, waited {case.waited_s:.0f} s)"
+        )
+    lateness = {c["allowed_lateness"] for c in results.latency.values()}
+    if any(latency.duration_ms(x) / 1000 >= LATENCY_WAIT_S for x in lateness):
+        results.notes.append(
+            f"latency row: allowed_lateness {'/'.join(sorted(lateness))} is longer than the row's "
+            f"{LATENCY_WAIT_S:.0f} s wait: actions held for it count as missing "
+            "(`python -m bench.latency --wait` waits longer)"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ TARGET_CORE = 50_000
 """Pure core in-process, events/s."""
 TARGET_FLAT = 1.3
 """Per-event cost at the largest population within this factor of the smallest."""
+TARGET_LATENCY_S = 1.0
+"""Event-triggered actions, live traffic: p99 from the trigger's input timestamp to the action's
+arrival at a consumer outside the worker, every trigger answered (`bench.latency`)."""
 
 
 ONE_WORKER = {"two_cold": "cold", "two_warm": "warm"}
@@ -49,6 +52,8 @@ class Results:
     """Two workers: per run, each worker's share of the input messages."""
     memory_curve: dict[str, Any] = field(default_factory=dict)
     """`bench.worker_memory`: one worker's RSS and state at N1 and N2 people (`MemoryCurve.to_json`)."""
+    latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """`bench.latency` case label -> `Case.to_json()` (live traffic, event-triggered actions)."""
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -81,6 +86,8 @@ class Results:
             flat = self.scale[-1]["us_per_event"] / self.scale[0]["us_per_event"]
             bar = f"<= {TARGET_FLAT}x cost at {self.scale[0]['people']:,.0f}"
             out["flat"] = {"value": flat, "bar": bar, "met": flat <= TARGET_FLAT}
+        for label, case in self.latency.items():
+            out[f"latency {label}"] = latency_target(case)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -98,10 +105,21 @@ class Results:
                 "vs_one_worker": {row: self.vs_one_worker(row) for row in ONE_WORKER},
             },
             "worker_memory": self.memory_curve,
+            "latency": self.latency,
             "targets": self.targets(),
             "notes": self.notes,
             "warnings": self.warnings,
         }
+
+
+def latency_target(case: dict[str, Any]) -> dict[str, Any]:
+    """p99 in seconds against `TARGET_LATENCY_S`; a trigger with no action fails it, whatever the
+    p99 of those that came (none came: value None, not met)."""
+    overall = case["rules"].get("all", {})
+    q = overall.get("latency")
+    value = q["p99"] / 1000 if q else None
+    met = value is not None and value <= TARGET_LATENCY_S and not overall.get("missing")
+    return {"value": value, "bar": f"p99 <= {TARGET_LATENCY_S:g} s", "met": met}
 
 
 def _met(value: float | None, bar: float) -> bool | None:
@@ -179,6 +197,8 @@ def render(results: Results, console: Console | None = None) -> None:
             _mark(flat["met"]) if flat else "",
         )
     console.print(table)
+    if results.latency:
+        console.print(latency_table(results))
     m = results.memory
     parts = [
         f"{label} {m[key]:,.0f} MiB"
@@ -241,3 +261,36 @@ def memory_line(curve: dict[str, Any]) -> str:
         f"grew {growth['state_bytes_per_person']:,.0f} B and RocksDB write-ahead logs "
         f"{growth['wal_bytes_per_person']:,.0f} B per person"
     )
+
+
+def latency_table(results: Results) -> Table:
+    """One line per `bench.latency` case: live traffic, event-triggered actions, seconds from the
+    trigger's input timestamp to the action's arrival at a consumer outside the worker."""
+    table = Table(title="latency, event-triggered actions (welcome, VIP store visit, browse interest)")
+    for name in ("case", "live ev/s", "lateness", "triggers", "actions", "missing", "p50 s", "p95 s"):
+        table.add_column(name, justify="left" if name == "case" else "right")
+    for name in ("p99 s", "max s", "target", ""):
+        table.add_column(name, justify="left" if name in ("target", "") else "right")
+    for label, case in results.latency.items():
+        overall = case["rules"].get("all", {})
+        q = overall.get("latency")
+        target = latency_target(case)
+
+        def s(key: str, q: dict[str, float] | None = q) -> str:
+            return f"{q[key] / 1000:.3f}" if q else "-"
+
+        table.add_row(
+            label,
+            f"{case['sent_rate']:,.0f}",
+            case["allowed_lateness"],
+            f"{overall.get('sent', 0):,}",
+            f"{overall.get('received', 0):,}",
+            f"{overall.get('missing', 0):,} (waited {case['waited_s']:.0f} s)",
+            s("p50"),
+            s("p95"),
+            s("p99"),
+            s("max"),
+            target["bar"],
+            _mark(target["met"]),
+        )
+    return table
