@@ -45,3 +45,23 @@ def test_worker_memory_reads_each_point_after_every_event_so_far(broker, tmp_pat
     assert 0 < first.people < last.people
     assert all(p.rss_kib > 0 and p.hwm_kib >= p.rss_kib and p.state_bytes > 0 for p in curve.points)
     assert set(curve.growth()) == {"rss_bytes_per_person", "state_bytes_per_person", "wal_bytes_per_person"}
+
+
+def test_latency_probe_matches_an_action_to_every_trigger(broker, tmp_path):
+    """A few seconds of live traffic at 5 events/s (allowed_lateness 0s for the run): every
+    trigger's action reaches the outside consumer and is matched to it (the figures themselves
+    are never asserted; the wait is a bound, not a target)."""
+    from bench import latency
+
+    case = latency.run_case(broker.url, broker.bootstrap, tmp_path, 5, 4, lateness="0s", wait_s=120)
+    overall = case.overall()
+    assert case.lateness == "0s" and case.sent == 20
+    assert overall.sent == 8 and overall.deferred == 0 and not overall.suppressed
+    assert (overall.received, overall.missing) == (8, 0), case.to_json()
+    assert {rule: f.received for rule, f in case.figures.items()} == {
+        "welcome": 3,
+        "vip_store_visit": 3,
+        "browse_interest": 2,
+        "all": 8,
+    }
+    assert len(overall.latencies_ms) == 8 and all(ms > 0 for ms in overall.latencies_ms)

@@ -1,13 +1,18 @@
 """The bench harness's own logic (`make bench` is never run by the tests): the noise check, the
-targets beside the figures and the py-spy summary."""
+targets beside the figures, the py-spy summary and the latency probe's matching and traffic."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import noise
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench import latency, noise
 from bench.profile import summarize
-from bench.report import Results
+from bench.report import Results, latency_target
 from stream_app.identity import IdentityResolver, MappingIdentityStore
 
 
@@ -128,3 +133,114 @@ def test_memory_points_double_while_they_fit_and_stop_at_the_input():
     assert next_point(100_000, 140_000, 1000.0, 100.0) == 140_000  # the rest of the input
     assert next_point(131_200, 131_200, 1000.0, 100.0) is None
     assert next_point(8000, 200_000, 1000.0, 1.0) is None  # 800 lines: under a quarter of 8,000
+
+
+# -- bench.latency: the probe's pure helpers -------------------------------------------------------
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=1, max_size=60), st.sampled_from([1, 50, 95, 99, 100]))
+def test_percentile_is_the_smallest_value_with_p_percent_at_or_below_it(values, p):
+    expected = min(x for x in values if 100 * sum(v <= x for v in values) >= p * len(values))
+    assert latency.percentile(values, p) == expected
+
+
+def _arrival(rule, trigger, seen, record=None, suppressed=None):
+    return latency.Arrival("t", rule, trigger, seen, record if record is not None else seen, None, suppressed)
+
+
+def test_actions_are_matched_to_triggers_by_rule_and_trigger_event_id():
+    vip = "vip_store_visit"
+    triggers = {"a": "welcome", "b": "welcome", "c": vip, "d": vip, "e": "welcome"}
+    produced = {"a": 1000, "b": 2000, "c": 3000, "d": 4000}  # "e" never delivered
+    arrivals = [
+        _arrival("welcome", "a", 1300, record=1250),
+        _arrival("welcome", "a", 9999),  # a second copy (at-least-once): the first counts
+        _arrival(vip, "b", 2100),  # another rule's action for "b": not b's welcome
+        _arrival(vip, "c", 3000, suppressed="cap:coupons_per_7d"),
+        _arrival("welcome", "x", 5000),  # the mix's own
+    ]
+    figures = latency.match(triggers, produced, arrivals, deferred=["d"])
+    welcome, visit, overall = figures["welcome"], figures[vip], figures["all"]
+    assert (welcome.sent, welcome.received, welcome.missing, welcome.latencies_ms) == (3, 1, 2, [300])
+    assert welcome.worker_ms == [250]
+    assert (visit.sent, visit.received, visit.missing, visit.deferred) == (2, 0, 0, 1)
+    assert visit.suppressed == {"cap:coupons_per_7d": 1}
+    assert (overall.sent, overall.received, overall.missing, overall.deferred) == (5, 1, 2, 1)
+    assert latency.others(triggers, arrivals) == {"welcome": 1, vip: 1}
+
+
+def test_quiet_hours_cross_midnight_in_the_store_zone():
+    at = int(datetime(2026, 12, 1, 21, 59, tzinfo=UTC).timestamp() * 1000)
+    assert not latency.in_quiet_hours(at, "UTC", "22:00", "08:00")
+    assert latency.in_quiet_hours(at + 60_000, "UTC", "22:00", "08:00")
+    assert latency.in_quiet_hours(at, "Etc/GMT-1", "22:00", "08:00")  # 22:59 at UTC+1
+    assert not latency.in_quiet_hours(at, "UTC", "09:00", "17:00")
+
+
+def test_the_bench_store_zone_is_far_from_quiet_hours_at_any_time_of_day():
+    for minutes in range(0, 24 * 60, 7):
+        now = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(minutes=minutes)
+        zone = latency.midday_zone(now)
+        local = now.astimezone(latency.ZoneInfo(zone))
+        assert 12 <= local.hour + local.minute / 60 <= 16, (now, zone)
+
+
+def test_a_mix_line_is_retimed_under_a_new_id_and_a_malformed_one_left_alone():
+    line = orjson.dumps({"event_id": "ev-1", "occurred_at": "2026-11-22T10:00:00+08:00", "channel": "app"})
+    out, event_id = latency.retimed(line, "2026-12-01T20:00:00.000+00:00", "-live0")
+    assert event_id == "ev-1-live0"
+    assert orjson.loads(out) == {
+        "event_id": "ev-1-live0",
+        "occurred_at": "2026-12-01T20:00:00.000+00:00",
+        "channel": "app",
+    }
+    bad = orjson.dumps({"event_id": "bad-1", "occurred_at": "yesterday"})
+    assert latency.retimed(bad, "T", "-x") == (bad, None)
+
+
+def test_every_trigger_of_the_plan_fires_its_rule_in_the_pure_core(tmp_path: Path):
+    """The probe's triggers qualify under topology.yaml's rules (limits, caps, conditions, quiet
+    hours in the bench store's zone): the in-process core, fed the warm-up and then the triggers,
+    emits one action of the trigger's rule for each, and suppresses none."""
+    from bench.core import CoreRig
+    from stream_app.config import load_topology
+
+    start = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)  # 04:00 in Shanghai: quiet hours there
+    zone = latency.midday_zone(start)
+    rig = CoreRig(load_topology(latency.probe_topology(tmp_path, "u", None, zone)))
+    captured: list[tuple[str, str, dict]] = []
+    for name in ("handle", "advance", "close_event_time"):
+        original = getattr(rig.processor, name)
+
+        def recording(*args, _original=original):
+            out = _original(*args)
+            captured.extend(e for e in out if e[0] in ("coupons", "guide_alerts", "actions_suppressed"))
+            return out
+
+        setattr(rig.processor, name, recording)
+    plan = latency.trigger_plan("u", 9)
+    lines = [
+        orjson.dumps({**event, "occurred_at": latency.now_iso(start.timestamp() + n)})
+        for n, event in enumerate(plan.warmup)
+    ] + [
+        orjson.dumps({**event, "occurred_at": latency.now_iso(start.timestamp() + 600 + n)})
+        for n, (_, event) in enumerate(plan.triggers)
+    ]
+    rig.feed(lines)
+    fired = sorted((value["rule"], value["trigger_event_id"]) for output, _, value in captured)
+    assert fired == sorted((rule, event["event_id"]) for rule, event in plan.triggers)
+    assert not [e for e in captured if e[0] == "actions_suppressed"]
+    # Decided at the trigger's own time: no guide alert was held for the end of quiet hours.
+    when = datetime.fromisoformat
+    assert all(when(v["decided_at"]) == when(v["event_time"]) for _, _, v in captured)
+    assert {rule for rule, _ in plan.triggers} == set(latency.RULES)
+
+
+def test_latency_target_fails_on_a_missing_action_whatever_the_p99_of_the_rest():
+    def case(p99_ms, missing):
+        return {"rules": {"all": {"latency": {"p99": p99_ms}, "missing": missing}}}
+
+    assert latency_target(case(800, 0))["met"] is True
+    assert latency_target(case(800, 1))["met"] is False
+    assert latency_target(case(1200, 0)) == {"value": 1.2, "bar": "p99 <= 1 s", "met": False}
+    assert latency_target({"rules": {"all": {"latency": None, "missing": 5}}})["met"] is False
