@@ -470,10 +470,6 @@ class Case:
     def overall(self) -> RuleFigures:
         return self.figures.get("all", RuleFigures("all"))
 
-    def p99_s(self) -> float | None:
-        q = quantiles(self.overall().latencies_ms)
-        return None if q is None or self.overall().missing else q["p99"] / 1000
-
     def to_json(self) -> dict[str, Any]:
         return {
             "rate": self.rate,
