@@ -2,13 +2,16 @@
 
     python -m bench [--events 200000] [--runs 3] [--budget 450] [--quick] [--json PATH]
                     [--profile PATH] [--populations 10000,100000,1000000]
+                    [--latency-rate N] [--latency-seconds 30] [--skip latency,...]
 
 Rows, in this order: the pure core in-process and its per-event cost at growing populations (no
 broker; the machine is quietest before the broker rows start), one worker's memory against the
 number of people (once), then `runs` rounds of raw ceiling, Faust ceiling, pipeline on one worker
-and on two (cold, then warm), interleaved so that noise hits every row alike. The pipelines and the
-pure core get what is left of `--budget` seconds: if they are too slow to take every event in it,
-they run on the first N events and the table says so.
+and on two (cold, then warm), interleaved so that noise hits every row alike, then the latency of
+event-triggered actions in live traffic (`bench.latency`: half the known-people pipeline median,
+and 5 events/s; its time is set aside from the budget first). The pipelines and the pure core get
+what is left of `--budget` seconds: if they are too slow to take every event in it, they run on
+the first N events and the table says so.
 """
 
 from __future__ import annotations
