@@ -16,7 +16,8 @@ is known in advance:
 - `browse_interest`: the third `product_view` of one category by a customer the warm-up bound to a
   guide (`guide_bind`, then two views of that category).
 
-Each trigger person is used once, so no rule limit or contact cap holds one back. Guide alerts
+Each trigger person is used once, so no rule limit or contact cap holds one back; a person in a
+rule's holdout (`effect.holdout`) gets a record on `actions-suppressed` instead, counted apart. Guide alerts
 keep quiet hours in the store's time zone: the triggers name `BENCH_STORE`, whose zone is chosen
 when the run starts so that it is mid-day there; a trigger that would still fall in quiet hours is
 counted as `deferred`, not missing.
@@ -122,7 +123,8 @@ class RuleFigures:
     deferred: int = 0
     """Guide alerts whose trigger fell in the store's quiet hours (deferred by design)."""
     suppressed: dict[str, int] = field(default_factory=dict)
-    """Triggers the worker suppressed instead (reason -> count): not expected; a bug or a bad plan."""
+    """Triggers decided but suppressed (reason -> count): `holdout` by design (the rule's
+    effect.holdout keeps a share of people out); any other reason means a bug or a bad plan."""
     latencies_ms: list[float] = field(default_factory=list)
     """Arrival at the outside consumer minus the trigger's broker timestamp."""
     worker_ms: list[float] = field(default_factory=list)

@@ -235,6 +235,11 @@ def render(results: Results, console: Console | None = None) -> None:
         console.print(f"[bold yellow]WARNING: {warning} — do not trust these medians[/]")
 
 
+def _held(suppressed: dict[str, int]) -> str:
+    """Triggers decided but suppressed (a rule's holdout, by design), beside the actions."""
+    return "".join(f" +{n:,} {reason}" for reason, n in sorted(suppressed.items()))
+
+
 def _peak(results: Results, row: str) -> str:
     """The row's worker peak RSS: one figure, or each worker's (largest run) for several."""
     runs = results.worker_peaks.get(row)
@@ -284,7 +289,7 @@ def latency_table(results: Results) -> Table:
             f"{case['sent_rate']:,.0f}",
             case["allowed_lateness"],
             f"{overall.get('sent', 0):,}",
-            f"{overall.get('received', 0):,}",
+            f"{overall.get('received', 0):,}" + _held(overall.get("suppressed") or {}),
             f"{overall.get('missing', 0):,} (waited {case['waited_s']:.0f} s)",
             s("p50"),
             s("p95"),
