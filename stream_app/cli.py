@@ -414,7 +414,7 @@ def _summary(
         console.print("DLQ example:", orjson.loads(dlq[0].value))
     for topic, records in outputs.items():
         if records and topic != topo.topics.dlq.name:
-            console.print(f"{topic} example:", orjson.loads(records[0].value))
+            console.print(f"{topic} example:", orjson.loads(records[0].value or b"null"))
     rules = Table(title="actions by rule (records on the output topics)")
     for column in ("rule", "action", "emitted", "suppressed", "suppressed by reason"):
         rules.add_column(column, justify="right" if column in ("emitted", "suppressed") else "left")

@@ -29,6 +29,7 @@ from stream_app.sample import generate
 from stream_app.worker.runtime import envelope_items
 from tests.faults.chaos import ChaosLog, SteadyProducer, chaos_loop, with_merge_chains
 from tests.faults.verifier import InputRecord, InputRules, verify
+from tests.integration.helpers import decoded
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -101,7 +102,7 @@ def test_outputs_stay_right_while_workers_are_killed(env):
         run.wait_ready(0)
         run.wait_ready(1)
         run.finish_input(close_event_time=True, timeout=240)
-        outputs = {name: [orjson.loads(r.value) for r in rs] for name, rs in run.read_outputs().items()}
+        outputs = decoded(run.read_outputs())
         inputs = [
             InputRecord(r.partition, r.offset, r.value)
             for r in iter_topics(run.bootstrap, [t.touchpoints.name])

@@ -26,7 +26,7 @@ from stream_app.identity.resolver import IdentityResolver
 from stream_app.identity.store import MappingIdentityStore
 from tests.faults.verifier import InputRules
 from tests.integration.conftest import REPO
-from tests.integration.helpers import final_one_id, metric
+from tests.integration.helpers import decoded, final_one_id, metric
 
 FAKE_PHONE = "13912345678"
 SPELLINGS = [FAKE_PHONE, f"+86 {FAKE_PHONE[:3]}-{FAKE_PHONE[3:7]}-{FAKE_PHONE[7:]}", f"0086 {FAKE_PHONE}"]
@@ -78,7 +78,7 @@ def test_the_attack_on_the_pipeline_shows_in_conflicts_metrics_and_graph_hubs(en
     with env.local_run() as run:
         run.stream_events(lines)
         run.finish_input(close_event_time=True, timeout=120)
-        outputs = {name: [orjson.loads(r.value) for r in rs] for name, rs in run.read_outputs().items()}
+        outputs = decoded(run.read_outputs())
         refused = metric(run.web_port, "stream_app_identity_refused_links_total", reason="limit")
         created = metric(run.web_port, "stream_app_identity_new_people_total")
         cli = subprocess.run(

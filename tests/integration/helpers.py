@@ -26,6 +26,11 @@ def valid_event(n: int, **overrides: object) -> bytes:
     return orjson.dumps(event)
 
 
+def decoded(topics: dict[str, list]) -> dict[str, list[dict]]:
+    """Each topic's record values as JSON, tombstones (a compacted topic's deletes) left out."""
+    return {name: [orjson.loads(r.value) for r in rs if r.value is not None] for name, rs in topics.items()}
+
+
 def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """True end offset of every non-empty partition, from reading to the fetch high watermark."""
     ends: dict[tuple[str, int], int] = {}

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import orjson
 import pytest
 
 from stream_app.sample import generate
-from tests.integration.helpers import produce_paced
+from tests.integration.helpers import decoded, produce_paced
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def _decisions(env, paced: bool) -> tuple[dict[str, set[tuple[str, str]]], set[s
         else:
             run.stream_events(DAY.lines)
         run.finish_input(close_event_time=True, timeout=240)
-        out = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
+        out = decoded(run.read_outputs())
     person = DAY.truth
     decided: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for name in ("coupons", "guide_alerts", "actions_suppressed"):

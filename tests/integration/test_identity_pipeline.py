@@ -15,7 +15,7 @@ import pytest
 from stream_app.sample import generate
 from stream_app.sample.scoring import score
 from tests.integration.conftest import REPO
-from tests.integration.helpers import metric, predicted_owners
+from tests.integration.helpers import decoded, metric, predicted_owners
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def _run(env, workers: int = 1) -> tuple[dict[str, list[dict]], list[int]]:
         run.finish_input(close_event_time=True, timeout=300)
         fast = _fast_path(run, workers) - fast_before
         assert fast >= 0.8 * len(REPLAY), f"only {fast} of {len(REPLAY)} known events took the fast path"
-        outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
+        outputs = decoded(run.read_outputs())
         processed = [metric(run.web_ports[i], "stream_app_messages_in_total") for i in range(workers)]
         if workers == 1:
             _check_graph_tools(run, env, outputs)

@@ -15,7 +15,7 @@ import urllib.request
 import orjson
 import pytest
 
-from tests.integration.helpers import final_one_id
+from tests.integration.helpers import decoded, final_one_id
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_events_survive_merge_chains_in_flight(make_env):
     with env.local_run() as run:
         run.stream_events(lines)
         run.finish_input(close_event_time=True, timeout=180)
-        outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
+        outputs = decoded(run.read_outputs())
         merges = outputs[topo.topics.identity_merges.name]
         assert len(merges) == PEOPLE * (len(FRAGMENTS) - 1)
         final = final_one_id(merges)

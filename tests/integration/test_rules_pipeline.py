@@ -18,7 +18,7 @@ import yaml
 from stream_app.io.kafka import read_topics
 from stream_app.sample import generate
 from tests.integration.conftest import REPO
-from tests.integration.helpers import final_one_id, metric
+from tests.integration.helpers import decoded, final_one_id, metric
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ PHASES[3] += [ev("wb-login", "login", DAY0 + timedelta(days=61), identities={"me
 
 def _outputs(run, topo) -> dict[str, list[dict]]:
     names = [topo.topics.coupons.name, topo.topics.guide_alerts.name, topo.topics.actions_suppressed.name]
-    return {n: [orjson.loads(r.value) for r in rs] for n, rs in read_topics(run.bootstrap, names).items()}
+    return decoded(read_topics(run.bootstrap, names))
 
 
 def test_default_rules_on_a_scripted_week(env):
@@ -369,7 +369,7 @@ def test_a_generated_day_equals_an_independent_recount(env):
         run.finish_input(close_event_time=True, timeout=240)
         out = _outputs(run, topo)
         names = [topo.topics.resolved.name, topo.topics.identity_merges.name]
-        read = {n: [orjson.loads(r.value) for r in rs] for n, rs in read_topics(run.bootstrap, names).items()}
+        read = decoded(read_topics(run.bootstrap, names))
     decided: Counter = Counter()
     for name in (topo.topics.coupons.name, topo.topics.guide_alerts.name):
         decided.update(a["rule"] for a in out[name])

@@ -14,7 +14,7 @@ import pytest
 from stream_app.sample import generate
 from stream_app.tags.engine import TagEngine
 from tests.integration.conftest import REPO
-from tests.integration.helpers import final_one_id
+from tests.integration.helpers import decoded, final_one_id
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_live_tags_equal_a_recomputation_after_merges(env):
     with env.local_run() as run:
         run.stream_events(DAY.lines)
         run.finish_input(close_event_time=True, timeout=300)
-        outputs = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
+        outputs = decoded(run.read_outputs())
         merges = outputs[topo.topics.identity_merges.name]
         final = final_one_id(merges)
         people: dict[str, dict[str, dict]] = {}
