@@ -12,7 +12,7 @@ import yaml
 
 from stream_app.config import TopologyError
 from stream_app.config.topology import parse_topology
-from stream_app.rules.engine import RuleEngine
+from stream_app.rules.engine import AudienceTrigger, RuleEngine, audience_trigger
 from stream_app.tags.engine import TagEngine
 from tests.unit.test_topology import REPO
 
@@ -200,7 +200,14 @@ def test_every_problem_is_reported_with_its_place():
 
 def test_the_default_topology_validates():
     topology = parse_topology(_default(), source="topology.yaml")
-    assert set(topology.rules) == {"welcome", "cart_abandon", "vip_store_visit", "browse_interest", "winback"}
+    assert set(topology.rules) == {
+        "welcome",
+        "cart_abandon",
+        "vip_store_visit",
+        "browse_interest",
+        "winback",
+        "high_value_alert",
+    }
 
 
 def test_every_placeholder_of_the_default_messages_is_filled_at_run_time():
@@ -235,6 +242,13 @@ def test_every_placeholder_of_the_default_messages_is_filled_at_run_time():
         before = tags.read(state, t)
         after_state, _ = tags.apply(state, event, t)
         rules, outcomes = engine.on_event(None, event, before, tags.read(after_state, t), 1.0)
+        if rule.when.audience_triggered:  # the hardest case: no event caused the change
+            after_tags = tags.read(after_state, t)
+            kind = "enter" if rule.when.audience_enter else "exit"
+            audience = (rule.when.audience_enter or rule.when.audience_exit or ("?",))[0]
+            change = AudienceTrigger("c_x", audience, None, audience, kind, "expired", t)
+            rules, outcomes = engine.on_audience(None, [change], None, after_tags, after_tags, None)
+            event = {"properties": {}, **audience_trigger(change, None)}
         if rule.absent is not None:
             deadline = t + DAY
             rules, outcomes = engine.on_time(rules, deadline, tags.read(after_state, deadline))
