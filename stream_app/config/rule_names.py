@@ -175,11 +175,9 @@ class _Names:
     def for_audience_changes(self) -> _Names:
         """The names of a rule triggered by audience changes: the change's fields as well, and of
         the event's only what an expiry or a merge also has (`audience_trigger`)."""
+        kept = {"event_id", "event_time_ms", "occurred_at", "properties", *AUDIENCE_FIELDS} - {"sub_key"}
         return dataclasses.replace(
-            self,
-            always_there=frozenset({"event_id", "event_time_ms", "occurred_at", "properties", *AUDIENCE_FIELDS})
-            - {"sub_key"},
-            trigger_fields=(*TRIGGER_FIELDS, *AUDIENCE_FIELDS),
+            self, always_there=frozenset(kept), trigger_fields=(*TRIGGER_FIELDS, *AUDIENCE_FIELDS)
         )
 
     def _known_roots(self) -> str:

@@ -255,8 +255,16 @@ class PersonProcessor:
         stored = self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
         stored = self._attribute(one_id, stored, outcomes, event, now, out)
         return self._audiences_at(
-            one_id, stored, after, now, event["event_id"], event.get("occurred_at"), out,
-            event=event, before=before, gap_days=gap_days,
+            one_id,
+            stored,
+            after,
+            now,
+            event["event_id"],
+            event.get("occurred_at"),
+            out,
+            event=event,
+            before=before,
+            gap_days=gap_days,
         )
 
     def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:
