@@ -33,7 +33,8 @@ def _decisions(env, paced: bool) -> tuple[dict[str, set[tuple[str, str]]], set[s
         else:
             run.stream_events(DAY.lines)
         run.finish_input(close_event_time=True, timeout=240)
-        out = {t: [orjson.loads(r.value) for r in rs] for t, rs in run.read_outputs().items()}
+        outputs = run.read_outputs().items()  # (audience-members' tombstones have no value)
+        out = {t: [orjson.loads(r.value) for r in rs if r.value is not None] for t, rs in outputs}
     person = DAY.truth
     # An action no event caused (an audience change on a merge or an expiry) names the change:
     # its person is the one_id's.
