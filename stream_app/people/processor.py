@@ -34,9 +34,9 @@ The values on output topics are the published contracts (docs/contracts.md), bui
 **Audiences** (`stream_app.audiences`): a person's memberships are re-evaluated after every event
 applied, when the survivor of a merge has taken a fragment in, and at the next moment event time
 can change one with no event (`AudienceEngine.next_change`, a due time beside the rules' own in
-`timers`); a merged one_id leaves every audience. Each change triggers the rules on it
-(`RuleEngine.on_audience`) right away, on the same state; the merged one_id's leaving triggers none. The state keeps the memberships (bounded by the
-declared audiences and their `max_keys`) and that due time. Closing event time resolves
+`timers`); a merged one_id leaves every audience. The state keeps the memberships (bounded by the
+declared audiences and their `max_keys`) and that due time. Each change triggers the rules on it
+(`RuleEngine.on_audience`) at once, on the same state; the merged one_id's leaving triggers none. Closing event time resolves
 audiences only up to where the input's event time reached (the newest event seen), not to the
 end of time: a lapse 60 days on is not the state at the end of the input.
 """
