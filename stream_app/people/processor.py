@@ -35,10 +35,11 @@ The values on output topics are the published contracts (docs/contracts.md), bui
 applied, when the survivor of a merge has taken a fragment in, and at the next moment event time
 can change one with no event (`AudienceEngine.next_change`, a due time beside the rules' own in
 `timers`); a merged one_id leaves every audience. The state keeps the memberships (bounded by the
-declared audiences and their `max_keys`) and that due time. Each change triggers the rules on it
-(`RuleEngine.on_audience`) at once, on the same state; the merged one_id's leaving triggers none. Closing event time resolves
+declared audiences and their `max_keys`) and that due time. Closing event time resolves
 audiences only up to where the input's event time reached (the newest event seen), not to the
-end of time: a lapse 60 days on is not the state at the end of the input.
+end of time: a lapse 60 days on is not the state at the end of the input. Each change triggers
+the rules on it (`RuleEngine.on_audience`) at once, on the same state; the merged one_id's
+leaving triggers none.
 """
 
 from __future__ import annotations
