@@ -12,7 +12,9 @@ Properties are the input contract's: a condition or placeholder may read the pro
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from rule_engine import DataType
 from stream_app.config.topology import IDENTIFIER_TYPES, TagSpec, Topology
 from stream_app.expressions import check_expression, literal_paths
 from stream_app.ingest.schema import touchpoint_validator
-from stream_app.rules.engine import CONDITION_NAMES, TRIGGER_FIELDS
+from stream_app.rules.engine import AUDIENCE_FIELDS, CONDITION_NAMES, TRIGGER_FIELDS
 
 
 def rule_problems(topology: Topology) -> list[str]:
@@ -58,16 +60,65 @@ def rule_problems(topology: Topology) -> list[str]:
                     reason = names.unknown_key(root, keys)
                     if reason:
                         problems.append(f"{where}: {root}{''.join(f'[{k!r}]' for k in keys)}: {reason}")
-        if rule.limit.by:
+        if rule.when.audience_triggered:
+            problems += _audience_trigger_problems(name, topology)
+        elif rule.limit.by:
             reason = names.unknown_kept_field(rule.limit.by)
             if reason:
                 problems.append(f"rules.{name}.limit.by: {reason}")
         if rule.guide_alert is not None:
             where = f"rules.{name}.guide_alert.message"
-            problems += [f"{where}: {reason}" for reason in names.message_problems(rule.guide_alert.message)]
+            named = names.for_audience_changes() if rule.when.audience_triggered else names
+            problems += [f"{where}: {reason}" for reason in named.message_problems(rule.guide_alert.message)]
             unknown = sorted(set(rule.guide_alert.snapshot) - set(topology.tags))
             if unknown:
                 problems.append(f"rules.{name}.guide_alert.snapshot: unknown tag(s) {unknown}")
+    return problems
+
+
+_MEMBERSHIP = re.compile(r"^(?P<audience>[^\[\]]+)(\[(?P<sub_key>[^\[\]]+)\])?$")
+
+_AUDIENCE_LIMIT_BY = ("sub_key", "audience")
+"""What `limit.by` of a rule triggered by audience changes may name: the change's own fields (an
+expiry or a merge has no event to read one from)."""
+
+
+def _audience_trigger_problems(name: str, topology: Topology) -> list[str]:
+    """A rule triggered by audience changes names declared audiences (a sub-key only of one with
+    `by`), and reads nothing only an event has: an expiry or a merge has none."""
+    rule = topology.rules[name]
+    problems = []
+    for field in ("audience_enter", "audience_exit"):
+        for wanted in getattr(rule.when, field) or ():
+            where = f"rules.{name}.when.{field}"
+            match = _MEMBERSHIP.match(wanted)
+            audience = topology.audiences.get(match["audience"]) if match else None
+            if match is None:
+                problems.append(f"{where}: {wanted!r} is not an audience or `audience[sub_key]`")
+            elif audience is None:
+                known = ", ".join(sorted(topology.audiences)) or "none declared"
+                hint = _did_you_mean(match["audience"], topology.audiences)
+                problems.append(f"{where}: unknown audience {match['audience']!r} ({hint}known: {known})")
+            elif match["sub_key"] is not None and audience.by is None:
+                problems.append(
+                    f"{where}: {wanted!r}: audience {match['audience']!r} has no sub-keys (no `by`); "
+                    "name the audience alone"
+                )
+    if rule.absent is not None:
+        problems.append(
+            f"rules.{name}.absent: absence windows open on events; a rule triggered by audience "
+            "changes takes none"
+        )
+    if rule.coupon is not None and rule.coupon.channel is None:
+        problems.append(
+            f"rules.{name}.coupon.channel: a rule triggered by audience changes names its channel "
+            "(an expiry or a merge has no event to take it from)"
+        )
+    if rule.limit.by and rule.limit.by not in _AUDIENCE_LIMIT_BY:
+        problems.append(
+            f"rules.{name}.limit.by: {rule.limit.by!r}: a rule triggered by audience changes is "
+            f"limited by {' or '.join(_AUDIENCE_LIMIT_BY)} (an expiry or a merge has no event field)"
+        )
     return problems
 
 
@@ -107,6 +158,7 @@ class _Names:
     event_fields: tuple[str, ...]
     always_there: frozenset[str]  # event fields every event has
     properties: Mapping[str, str]  # name -> JSON Schema type ("" when the schema gives none)
+    trigger_fields: tuple[str, ...] = TRIGGER_FIELDS  # what an action keeps of its trigger
 
     @classmethod
     def of(cls, topology: Topology) -> _Names:
@@ -118,6 +170,14 @@ class _Names:
             tuple(sorted({*schema["properties"], *_ADDED_EVENT_FIELDS})),
             frozenset({*schema["required"], *_ADDED_EVENT_FIELDS, "properties"}),
             {name: str(prop.get("type", "")) for name, prop in sorted(declared.items())},
+        )
+
+    def for_audience_changes(self) -> _Names:
+        """The names of a rule triggered by audience changes: the change's fields as well, and of
+        the event's only what an expiry or a merge also has (`audience_trigger`)."""
+        kept = {"event_id", "event_time_ms", "occurred_at", "properties", *AUDIENCE_FIELDS} - {"sub_key"}
+        return dataclasses.replace(
+            self, always_there=frozenset(kept), trigger_fields=(*TRIGGER_FIELDS, *AUDIENCE_FIELDS)
         )
 
     def _known_roots(self) -> str:
@@ -188,7 +248,7 @@ class _Names:
             if field in _NOT_IN_MESSAGES:
                 why = _NOT_IN_MESSAGES[field]
                 return f"placeholder {shown!r} is not filled in messages (it prints '?'): {why}"
-            known = sorted({*self.tags, *TRIGGER_FIELDS, *self.properties} - {"properties"})
+            known = sorted({*self.tags, *self.trigger_fields, *self.properties} - {"properties"})
             return f"unknown placeholder {shown!r} ({_did_you_mean(field, known)}known: {', '.join(known)})"
         if "{" in spec:
             return f"placeholder {shown!r}: nested placeholders in a format spec are not filled"
@@ -209,9 +269,11 @@ class _Names:
         if spec is not None:
             samples = [(value, "a person without the tag") for value in _tag_samples(spec)]
         missing = samples if samples is not None else [("?", "an event without it")]
-        if name in TRIGGER_FIELDS:
+        if name in self.trigger_fields:
             typical: Any = 0 if name.endswith("_ms") else {} if name == "properties" else "x"
             samples = [(typical, "a typical event"), *([] if name in self.always_there else missing)]
+        if name == "sub_key" and name in self.trigger_fields:
+            samples = [("x", "an audience with `by`"), (None, "an audience without `by`")]
         if name in self.properties:
             typical = 0.0 if self.properties[name] in ("number", "integer") else "x"
             samples = [(typical, "a typical event"), *missing]

@@ -265,8 +265,39 @@ class Effect(_Frozen):
     """Share of eligible people held out (no action; `actions-suppressed`, reason `holdout`)."""
 
 
+class RuleWhen(When):
+    """What triggers a rule: an event (`event_type`, `channel`; every event when both are
+    omitted), or a person entering or leaving an audience (`audience_enter`, `audience_exit`: an
+    audience of `audiences:`, or one membership of an audience with `by`, `category_interest[bags]`;
+    checked against the declarations in `config/rule_names.py`)."""
+
+    audience_enter: tuple[str, ...] | None = None
+    audience_exit: tuple[str, ...] | None = None
+
+    @field_validator("audience_enter", "audience_exit", mode="before")
+    @classmethod
+    def _audiences(cls, value: Any) -> Any:
+        value = (value,) if isinstance(value, str) else value
+        if value is not None and len(value) == 0:
+            raise ValueError("name at least one audience")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_trigger(self) -> RuleWhen:
+        if self.audience_triggered and (self.event_type is not None or self.channel is not None):
+            raise ValueError(
+                "a rule is triggered by events (`event_type`, `channel`) or by audience changes "
+                "(`audience_enter`, `audience_exit`), not both"
+            )
+        return self
+
+    @property
+    def audience_triggered(self) -> bool:
+        return self.audience_enter is not None or self.audience_exit is not None
+
+
 class RuleSpec(_Frozen):
-    when: When
+    when: RuleWhen
     condition: str | None = Field(None, alias="if", description="rule-engine expression")
     absent: Absence | None = None
     coupon: CouponAction | None = None

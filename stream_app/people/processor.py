@@ -37,7 +37,9 @@ can change one with no event (`AudienceEngine.next_change`, a due time beside th
 `timers`); a merged one_id leaves every audience. The state keeps the memberships (bounded by the
 declared audiences and their `max_keys`) and that due time. Closing event time resolves
 audiences only up to where the input's event time reached (the newest event seen), not to the
-end of time: a lapse 60 days on is not the state at the end of the input.
+end of time: a lapse 60 days on is not the state at the end of the input. Each change triggers
+the rules on it (`RuleEngine.on_audience`) at once, on the same state; the merged one_id's
+leaving triggers none.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stream_app.audiences import AudienceEngine
-from stream_app.audiences.records import change_record, member_key, member_record
+from stream_app.audiences.records import CAUSES, change_key, change_record, member_key, member_record
 from stream_app.contracts import ACTIONS_SUPPRESSED, CONVERSIONS, COUPONS, GUIDE_ALERTS, PROFILE_UPDATES
 from stream_app.effect.attribution import AttributionEngine, conversion_record
 from stream_app.metrics import Metrics
-from stream_app.rules.engine import Outcome, RuleEngine
+from stream_app.rules.engine import AudienceTrigger, Outcome, RuleEngine
 from stream_app.tags.engine import TagEngine
 
 Emit = tuple[str, str, dict[str, Any] | None]
@@ -255,7 +257,16 @@ class PersonProcessor:
         stored = self._emit(one_id, {**stored, "tags": tags, "rules": rules}, outcomes, out)
         stored = self._attribute(one_id, stored, outcomes, event, now, out)
         return self._audiences_at(
-            one_id, stored, after, now, event["event_id"], event.get("occurred_at"), out
+            one_id,
+            stored,
+            after,
+            now,
+            event["event_id"],
+            event.get("occurred_at"),
+            out,
+            event=event,
+            before=before,
+            gap_days=gap_days,
         )
 
     def _fire(self, one_id: str, stored: dict[str, Any], due_ms: int, out: list[Emit]) -> dict[str, Any]:
@@ -491,8 +502,12 @@ class PersonProcessor:
         cause: str,
         event_time: str | None,
         out: list[Emit],
+        event: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        gap_days: float | None = None,
     ) -> dict[str, Any]:
-        """Memberships re-evaluated on tag readings `values` at `at_ms`; their changes emitted."""
+        """Memberships re-evaluated on tag readings `values` at `at_ms`; their changes emitted,
+        and the rules they trigger decided (`event`, `before`, `gap_days`: the causing event's)."""
         if self.audiences is None:
             return stored
         previous = stored.get("audiences") or {}
@@ -503,7 +518,51 @@ class PersonProcessor:
             values = self.engine.read(stored["tags"], at_ms)
         evaluation = self.audiences.evaluate(stored.get("audiences"), stored["tags"], values, at_ms, cause)
         self._audience_emit(one_id, evaluation.changes, event_time, out)
-        return {**stored, "audiences": evaluation.state}
+        stored = {**stored, "audiences": evaluation.state}
+        return self._audience_rules(one_id, stored, evaluation.changes, values, event, before, gap_days, out)
+
+    def _audience_rules(
+        self,
+        one_id: str,
+        stored: dict[str, Any],
+        changes: list[Any],
+        values: dict[str, Any],
+        event: dict[str, Any] | None,
+        before: dict[str, Any] | None,
+        gap_days: float | None,
+        out: list[Emit],
+    ) -> dict[str, Any]:
+        """Rules an audience change triggers (`RuleEngine.on_audience`), emitted and attributed
+        like an event's. Only the person's own changes trigger: a merged one_id leaving every
+        audience (`_merge`) triggers nothing, since that one_id is gone (the survivor's changes on
+        taking its tags in, cause `merged`, do trigger)."""
+        if not changes or not self.rules.audience_rules:
+            return stored
+        triggers = [
+            AudienceTrigger(
+                change_key(one_id, c.membership, c.change, c.cause, c.at_ms),
+                c.audience,
+                c.sub_key,
+                c.membership,
+                c.change,
+                c.cause if c.cause in CAUSES else "event",
+                c.at_ms,
+            )
+            for c in changes
+        ]
+        by_event = event if event is not None and triggers[0].cause == "event" else None
+        rules, outcomes = self.rules.on_audience(
+            stored["rules"],
+            triggers,
+            by_event,
+            values if before is None or by_event is None else before,
+            values,
+            gap_days if by_event is not None else None,
+            closed_ms=by_event.get(LATE) if by_event is not None else None,
+            one_id=one_id,
+        )
+        stored = self._emit(one_id, {**stored, "rules": rules}, outcomes, out)
+        return self._attribute(one_id, stored, outcomes, None, changes[0].at_ms, out)
 
     def _audience_emit(
         self, one_id: str, changes: list[Any], event_time: str | None, out: list[Emit]

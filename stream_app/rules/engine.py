@@ -11,7 +11,9 @@ identity merge:
     awaited   {event type: [recent event times]}                  for absence windows opened late
 
 Every action key is a hash of the rule, the triggering event and the limit's sub-key: the same cause
-always gives the same key, whichever worker, one_id or replay decides it.
+always gives the same key, whichever worker, one_id or replay decides it. For a rule triggered by an
+audience change (`when: {audience_enter: ...}`, `on_audience`) the cause is the change, named by
+its `change_key` (`stream_app.audiences.records`): one event can change several memberships.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import rule_engine
@@ -67,6 +69,52 @@ TRIGGER_FIELDS = (
     "properties",
 )
 """What an action keeps of the event that caused it; a guide alert's message reads these."""
+
+AUDIENCE_FIELDS = ("audience", "sub_key", "change", "cause", "change_key")
+"""What an action triggered by an audience change keeps of it (with the causing event's
+`TRIGGER_FIELDS` when an event caused it); a guide alert's message reads these too."""
+
+
+class AudienceTrigger(NamedTuple):
+    """One audience change of a person, as a trigger (`RuleEngine.on_audience`)."""
+
+    change_key: str
+    """The change's key on `audience-changes`: the cause in the action key."""
+    audience: str
+    sub_key: str | None
+    membership: str
+    """`audience`, or `audience[sub_key]` for an audience with `by`."""
+    change: str  # "enter" or "exit"
+    cause: str  # "event", "expired" or "merged"
+    at_ms: int
+
+
+def audience_trigger(change: AudienceTrigger, event: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an action remembers of an audience change: the causing event's fields (cause `event`)
+    and the change's. `event_id` (the action's `trigger_event_id`) is the causing event's, else the
+    change's `change_key`; `occurred_at` the event's, else the change's moment (UTC).
+
+    >>> change = AudienceTrigger("c_1", "high_value", None, "high_value", "enter", "expired", 0)
+    >>> trigger = audience_trigger(change, None)
+    >>> trigger["event_id"], trigger["occurred_at"], trigger["properties"]
+    ('c_1', '1970-01-01T00:00:00.000+00:00', {})
+    """
+    trigger = _trigger(event) if event is not None and change.cause == "event" else {"properties": {}}
+    trigger.update(
+        audience=change.audience,
+        sub_key=change.sub_key,
+        change=change.change,
+        cause=change.cause,
+        change_key=change.change_key,
+    )
+    if "event_id" not in trigger:
+        moment = datetime.fromtimestamp(change.at_ms / 1000, tz=UTC)
+        trigger.update(
+            event_id=change.change_key,
+            event_time_ms=change.at_ms,
+            occurred_at=moment.isoformat(timespec="milliseconds"),
+        )
+    return trigger
 
 
 def condition_context(
@@ -176,6 +224,9 @@ class RuleEngine:
         stores: Mapping[str, Store],
     ):
         self.rules = [_compiled_rule(name, spec) for name, spec in rules.items()]
+        self.audience_rules = [r for r in self.rules if r.spec.when.audience_triggered]
+        """Rules an audience change triggers (`on_audience`); events trigger the others."""
+        event_rules = [r for r in self.rules if not r.spec.when.audience_triggered]
         self._named = {r.name: r for r in self.rules}
         self.policy = policy
         self.stores = stores
@@ -186,10 +237,10 @@ class RuleEngine:
         self.awaited_ms = max([r.within_ms for r in self.rules], default=0) * 4
         # The rules an event of a type may trigger, in declaration order: most rules name one
         # type, so most events try one or two rules, not every one.
-        self._any_type = [r for r in self.rules if r.spec.when.event_type is None]
-        named = {t for r in self.rules for t in (r.spec.when.event_type or ())}
+        self._any_type = [r for r in event_rules if r.spec.when.event_type is None]
+        named = {t for r in event_rules for t in (r.spec.when.event_type or ())}
         self._by_type = {
-            t: [r for r in self.rules if r.spec.when.event_type is None or t in r.spec.when.event_type]
+            t: [r for r in event_rules if r.spec.when.event_type is None or t in r.spec.when.event_type]
             for t in named
         }
 
@@ -284,6 +335,60 @@ class RuleEngine:
                 outcomes.append(outcome)
         return state, outcomes
 
+    # -- audience changes ----------------------------------------------------------------------
+
+    def on_audience(
+        self,
+        state: dict[str, Any] | None,
+        changes: list[AudienceTrigger],
+        event: Mapping[str, Any] | None,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        gap_days: float | None,
+        closed_ms: int | None = None,
+        one_id: str | None = None,
+    ) -> tuple[dict[str, Any], list[Outcome]]:
+        """Rules triggered by the person's audience changes (`when: {audience_enter: ...}`, or
+        `audience_exit`), decided as those of an event: `if`, limit, caps, recipient, holdout,
+        quiet hours, at the change's moment.
+
+        `event`: the causing event when one caused them (the `if` reads it as for an event
+        trigger; `before`, `gap_days` are its), else None (an expiry, a merge: `event` and
+        `properties` read empty, `gap_days` null, `before` is `after`). `closed_ms`: for a late
+        causing event, where event time stands: a change at least `stale_after` behind it is
+        suppressed as `late`, as an event trigger would be."""
+        if not self.audience_rules or not changes:
+            return (empty_state() if state is None else state), []
+        context: dict[str, Any] | None = None
+        source = event or {}
+        matched = []
+        for change in changes:
+            for rule in self.audience_rules:
+                when = rule.spec.when
+                wanted = when.audience_enter if change.change == "enter" else when.audience_exit
+                if not wanted or (change.audience not in wanted and change.membership not in wanted):
+                    continue
+                if rule.condition is not None:
+                    if context is None:
+                        context = condition_context(source, before, after, gap_days)
+                    if not _holds(rule.condition, context):
+                        continue
+                matched.append((rule, change))
+        if not matched:
+            return (empty_state() if state is None else state), []
+        state = _copy(state)
+        outcomes: list[Outcome] = []
+        for rule, change in matched:
+            trigger = audience_trigger(change, event)
+            behind = closed_ms - change.at_ms if closed_ms is not None and change.cause == "event" else 0
+            if behind >= rule.stale_ms:  # (stale_after is at least 1 ms)
+                outcomes.extend(self._late(state, rule, trigger, change.at_ms))
+                continue
+            outcome = self._decide(state, rule, trigger, change.at_ms, after, one_id)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return state, outcomes
+
     # -- event time passing ------------------------------------------------------------------
 
     def on_time(
@@ -352,7 +457,7 @@ class RuleEngine:
         """A window too late to open or a stale trigger, recorded once as suppressed (its key
         decided, like any)."""
         sub_key = str(_get(trigger, rule.spec.limit.by) or "") if rule.spec.limit.by else ""
-        key = action_key(rule.name, trigger["event_id"], sub_key)
+        key = action_key(rule.name, _cause(trigger), sub_key)
         if key in state["keys"]:
             return []
         state["keys"] = (state["keys"] + [key])[-KEYS_KEPT:]
@@ -373,7 +478,7 @@ class RuleEngine:
     ) -> Outcome | None:
         spec = rule.spec
         sub_key = str(_get(trigger, spec.limit.by) or "") if spec.limit.by else ""
-        key = action_key(rule.name, trigger["event_id"], sub_key)
+        key = action_key(rule.name, _cause(trigger), sub_key)
         if key in state["keys"]:
             return None  # decided before: a replay, or the same cause seen again
         state["keys"] = (state["keys"] + [key])[-KEYS_KEPT:]
@@ -479,6 +584,11 @@ def _holds(condition: Evaluator, context: Mapping[str, Any]) -> bool:
         return False  # e.g. a tag the event did not have: the condition does not hold
 
 
+def _cause(trigger: Mapping[str, Any]) -> str:
+    """What names an action's cause in its key: the audience change, else the event."""
+    return str(trigger.get("change_key") or trigger["event_id"])
+
+
 def _trigger(event: Mapping[str, Any]) -> dict[str, Any]:
     """What an action needs to remember of the event that caused it."""
     trigger = {k: event[k] for k in TRIGGER_FIELDS if k != "properties" and k in event}
@@ -500,11 +610,14 @@ def _copy(state: dict[str, Any] | None) -> dict[str, Any]:
 
 
 __all__ = [
+    "AUDIENCE_FIELDS",
+    "AudienceTrigger",
     "CONDITION_NAMES",
     "TRIGGER_FIELDS",
     "Outcome",
     "RuleEngine",
     "action_key",
+    "audience_trigger",
     "condition_context",
     "empty_state",
     "message_values",

@@ -34,10 +34,14 @@ def _decisions(env, paced: bool) -> tuple[dict[str, set[tuple[str, str]]], set[s
         run.finish_input(close_event_time=True, timeout=240)
         out = decoded(run.read_outputs())
     person = DAY.truth
+    # An action no event caused (an audience change on a merge or an expiry) names the change:
+    # its person is the one_id's.
+    owner = {e["one_id"]: person[e["event_id"]] for e in out[topo.topics.resolved.name]}
     decided: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for name in ("coupons", "guide_alerts", "actions_suppressed"):
         for action in out[getattr(topo.topics, name).name]:
-            decided[person[action["trigger_event_id"]]].add((action["rule"], action["trigger_event_id"]))
+            pid = person.get(action["trigger_event_id"]) or owner[action["one_id"]]
+            decided[pid].add((action["rule"], action["trigger_event_id"]))
     one_ids: dict[str, set[str]] = defaultdict(set)
     for event in out[topo.topics.resolved.name]:
         one_ids[person[event["event_id"]]].add(event["one_id"])

@@ -35,6 +35,7 @@ SUPPRESSED = Counter(
         ("cart_abandon", "cap:coupons_per_7d"): 1,
         ("welcome", "rule_limit"): 2,
         ("cart_abandon", "cap:sms_per_60d"): 1,
+        ("high_value_alert", "no_recipient"): 1,
     }
 )
 PEOPLE = 13

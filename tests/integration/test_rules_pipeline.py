@@ -173,6 +173,8 @@ def test_default_rules_on_a_scripted_week(env):
             ("welcome", "mg-reg2", "rule_limit"): 1,
             ("welcome", "w-reg2", "rule_limit"): 1,
             ("cart_abandon", "sms-cart", "cap:sms_per_60d"): 1,
+            # the VIP's order made them high value, and no guide is bound to them
+            ("high_value_alert", "vip-order", "no_recipient"): 1,
         }
     )
 
@@ -343,7 +345,10 @@ def _recount(resolved: list[dict], merges: list[dict]) -> Counter:
                     last_cart = t + 30 * minute
                     counts["cart_abandon"] += 1
             if e["event_type"] == "order_paid":
+                was_high = spend >= 5000
                 spend += props.get("amount") or 0
+                if spend >= 5000 and not was_high:  # enters high_value: alert the bound guide
+                    counts["high_value_alert" if guide else "high_value_alert:no_recipient"] += 1
             if e["event_type"] in ("guide_bind", "wecom_message") and e.get("guide_id"):
                 guide = e["guide_id"]
             if e["event_type"] == "product_view" and props.get("category"):
@@ -379,3 +384,4 @@ def test_a_generated_day_equals_an_independent_recount(env):
     expected = _recount(read[topo.topics.resolved.name], read[topo.topics.identity_merges.name])
     assert decided == expected
     assert expected["cart_abandon"] > 20 and expected["welcome"] > 10 and expected["browse_interest"] > 3
+    assert expected["high_value_alert"] + expected["high_value_alert:no_recipient"] > 0

@@ -75,6 +75,17 @@ SCRIPTED: list[bytes] = [
     _ev("v-order", "order_paid", _minutes(40), {"member_id": "CV1"}, properties={"amount": 120.5}),
     _ev("h-reg", "member_register", DAY0, {"member_id": "CV2"}),
     _ev("h-order", "order_paid", _minutes(50), {"member_id": "CV2"}, properties={"amount": 80}),
+    # guide-alerts of a rule on an audience change: a bound customer's order passes 5,000
+    # (high_value_alert); CH2's two fragments pass it together (`LATE_LINK` merges them)
+    _ev(
+        "hv-bind", "guide_bind", DAY0, {"member_id": "CH1"}, channel="wecom", guide_id="G3", store_id="SH002"
+    ),
+    _ev("hv-order", "order_paid", _minutes(20), {"member_id": "CH1"}, properties={"amount": 5200}),
+    _ev(
+        "hm-bind", "guide_bind", DAY0, {"member_id": "CH2"}, channel="wecom", guide_id="G4", store_id="SH002"
+    ),
+    _ev("hm-order1", "order_paid", _minutes(20), {"member_id": "CH2"}, properties={"amount": 3000}),
+    _ev("hm-order2", "order_paid", _minutes(25), {"phone": "13900003333"}, properties={"amount": 3000}),
     # touchpoints-dlq
     b'{"event_id": "d-1", "event_type": ',
     _ev("d-2", "login", DAY0, {"member_id": "CD1"}, unknown_field=1),
@@ -82,10 +93,17 @@ SCRIPTED: list[bytes] = [
 ]
 """Every output topic gets at least one record from these alone (the unit test checks it)."""
 
+LATE_LINK: list[bytes] = [
+    _ev("hm-link", "login", _minutes(90), {"member_id": "CH2", "phone": "13900003333"}),
+]
+"""Sent after everything else: CH2's fragments have been decided apart by then, so the survivor
+enters high_value on the merge, and its alert names the audience change (no event caused it)."""
+
 TWO_CONFLICTS_EVENT = "x-both"
 """An event that is refused twice: identity-conflicts' event_id alone does not name a record."""
 
 
 def contract_input(people: int = 150, days: int = 2, seed: int = 23) -> list[bytes]:
-    """The scripted cases and a generated population (its junk, repeats and malformed lines too)."""
-    return SCRIPTED + generate(people=people, days=days, seed=seed).lines
+    """The scripted cases, a generated population (its junk, repeats and malformed lines too), and
+    the late link."""
+    return SCRIPTED + generate(people=people, days=days, seed=seed).lines + LATE_LINK

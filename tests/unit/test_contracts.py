@@ -198,6 +198,9 @@ def test_each_record_shape_is_exercised(outputs):
         "no_usable_identifier",
     }
     assert any(a["store_id"] is None for a in outputs["guide_alerts"])
+    on_audience = {a["trigger_event_id"] for a in outputs["guide_alerts"] if a["rule"] == "high_value_alert"}
+    assert "hv-order" in on_audience  # caused by an event: the event
+    assert any(t.startswith("c_") for t in on_audience)  # on a merge: the audience change's key
 
 
 @pytest.mark.parametrize("key", OUTPUTS, ids=str)

@@ -198,6 +198,20 @@ def test_memberships_equal_the_conditions_on_recomputed_tags_at_the_end(people, 
     assert current == {f"{m}:{one_id}" for one_id, held in members.items() for m in held}
     assert sum(proc.audience_sizes(list(range(partitions))).values()) == len(current)
 
+    # The default rule on entering high_value: each enter audience-changes records is decided once
+    # (nobody here is bound to a guide: `no_recipient`, which takes no limit), and nothing else is.
+    enters = sorted(
+        (v["one_id"], v["event_id"] if v["cause"] == "event" else v["change_key"], "no_recipient")
+        for output, _, v in out
+        if output == "audience_changes" and (v["audience"], v["change"]) == ("high_value", "enter")
+    )
+    decided = sorted(
+        (v["one_id"], v["trigger_event_id"], v.get("reason", "sent"))
+        for output, _, v in out
+        if output in ("guide_alerts", "actions_suppressed") and v["rule"] == "high_value_alert"
+    )
+    assert decided == enters
+
 
 def test_a_lapse_needs_no_event_and_a_merge_moves_memberships_to_the_survivor():
     proc = processor()

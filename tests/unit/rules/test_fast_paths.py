@@ -45,6 +45,8 @@ def reference_on_event(
     context = condition_context(event, before, after, gap_days)
     for rule in engine.rules:
         w = rule.spec.when
+        if w.audience_triggered:
+            continue  # audience changes trigger it (`on_audience`), not events
         if w.event_type is not None and event["event_type"] not in w.event_type:
             continue
         if w.channel is not None and event["channel"] not in w.channel:

@@ -12,7 +12,7 @@ import yaml
 
 from stream_app.config import TopologyError
 from stream_app.config.topology import parse_topology
-from stream_app.rules.engine import RuleEngine
+from stream_app.rules.engine import AudienceTrigger, RuleEngine, audience_trigger
 from stream_app.tags.engine import TagEngine
 from tests.unit.test_topology import REPO
 
@@ -200,7 +200,14 @@ def test_every_problem_is_reported_with_its_place():
 
 def test_the_default_topology_validates():
     topology = parse_topology(_default(), source="topology.yaml")
-    assert set(topology.rules) == {"welcome", "cart_abandon", "vip_store_visit", "browse_interest", "winback"}
+    assert set(topology.rules) == {
+        "welcome",
+        "cart_abandon",
+        "vip_store_visit",
+        "browse_interest",
+        "winback",
+        "high_value_alert",
+    }
 
 
 def test_every_placeholder_of_the_default_messages_is_filled_at_run_time():
@@ -235,6 +242,13 @@ def test_every_placeholder_of_the_default_messages_is_filled_at_run_time():
         before = tags.read(state, t)
         after_state, _ = tags.apply(state, event, t)
         rules, outcomes = engine.on_event(None, event, before, tags.read(after_state, t), 1.0)
+        if rule.when.audience_triggered:  # the hardest case: no event caused the change
+            after_tags = tags.read(after_state, t)
+            kind = "enter" if rule.when.audience_enter else "exit"
+            audience = (rule.when.audience_enter or rule.when.audience_exit or ("?",))[0]
+            change = AudienceTrigger("c_x", audience, None, audience, kind, "expired", t)
+            rules, outcomes = engine.on_audience(None, [change], None, after_tags, after_tags, None)
+            event = {"properties": {}, **audience_trigger(change, None)}
         if rule.absent is not None:
             deadline = t + DAY
             rules, outcomes = engine.on_time(rules, deadline, tags.read(after_state, deadline))
@@ -246,3 +260,116 @@ def test_every_placeholder_of_the_default_messages_is_filled_at_run_time():
         for _, field, spec_text, _ in string.Formatter().parse(rule.guide_alert.message):
             if field:
                 assert format(values[field], spec_text) in message, (name, field, message)
+
+
+# -- rules triggered by audience changes -----------------------------------------------------------
+
+_ALERT = {"to": ["bound_guide"], "message": "客户进入 {audience}"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        (
+            {"when": {"audience_enter": "high_valu"}},
+            "rules.r.when.audience_enter: unknown audience 'high_valu' (did you mean 'high_value'? known: "
+            "category_interest, high_value, lapsed_buyers, new_members)",
+        ),
+        (
+            {"when": {"audience_exit": ["high_value", "lapsed"]}},
+            "rules.r.when.audience_exit: unknown audience 'lapsed' (",
+        ),
+        (
+            {"when": {"audience_enter": "high_value[bags]"}},
+            "rules.r.when.audience_enter: 'high_value[bags]': audience 'high_value' has no sub-keys",
+        ),
+        (
+            {"when": {"audience_enter": "category_interest[bags"}},
+            "rules.r.when.audience_enter: 'category_interest[bags' is not an audience or `audience[sub_key]`",
+        ),
+        (
+            {"when": {"audience_enter": "category_interest[]"}},
+            "rules.r.when.audience_enter: 'category_interest[]' is not an audience",
+        ),
+        (
+            {"when": {"audience_enter": []}},
+            "rules.r.when.audience_enter: Value error, name at least one audience",
+        ),
+        (
+            {"when": {"audience_enter": "high_value", "event_type": "order_paid"}},
+            "rules.r.when: Value error, a rule is triggered by events (`event_type`, `channel`) or by "
+            "audience changes",
+        ),
+        (
+            {
+                "when": {"audience_enter": "high_value"},
+                "absent": {"event_type": "order_paid", "within": "1d"},
+            },
+            "rules.r.absent: absence windows open on events; a rule triggered by audience changes takes none",
+        ),
+        (
+            {"when": {"audience_enter": "high_value"}, "limit": {"once": True, "by": "store_id"}},
+            "rules.r.limit.by: 'store_id': a rule triggered by audience changes is limited by sub_key or "
+            "audience",
+        ),
+        (
+            {
+                "when": {"audience_enter": "high_value"},
+                "guide_alert": {**_ALERT, "message": "{arrived_at_ms:,}"},
+            },
+            "rules.r.guide_alert.message: '{arrived_at_ms:,}' fails for '?' (an event without it)",
+        ),
+        (
+            {
+                "when": {"audience_enter": "high_value"},
+                "guide_alert": {**_ALERT, "message": "{sub_key:>5}"},
+            },
+            "rules.r.guide_alert.message: '{sub_key:>5}' fails for None (an audience without `by`)",
+        ),
+        (
+            {"when": {"audience_enter": "high_value"}, "guide_alert": {**_ALERT, "message": "{sub_ky}"}},
+            "rules.r.guide_alert.message: unknown placeholder '{sub_ky}' (did you mean 'sub_key'?",
+        ),
+    ],
+)
+def test_an_audience_trigger_that_cannot_work_is_refused_with_its_place(rule, expected):
+    data = _default()
+    data["rules"]["r"] = {"guide_alert": _ALERT, "limit": {"once": True}, **rule}
+    assert _only(data).startswith(f"topology.yaml: {expected}")
+
+
+def test_an_audience_triggered_coupon_names_its_channel():
+    data = _default()
+    data["rules"]["r"] = {
+        "when": {"audience_exit": "lapsed_buyers"},
+        "coupon": {"template": "BACK_10"},
+        "limit": {"once": True},
+    }
+    assert _only(data) == (
+        "topology.yaml: rules.r.coupon.channel: a rule triggered by audience changes names its channel "
+        "(an expiry or a merge has no event to take it from)"
+    )
+    data["rules"]["r"]["coupon"]["channel"] = "sms"
+    assert parse_topology(data).rules["r"].coupon.channel == "sms"
+
+
+def test_what_an_audience_trigger_may_name():
+    data = _default()
+    data["rules"]["r"] = {
+        "when": {
+            "audience_enter": ["category_interest", "category_interest[bags]"],
+            "audience_exit": "new_members",
+        },
+        "if": "event['store_id'] == 'SH001' or lifetime_spend > 0",
+        "guide_alert": {**_ALERT, "message": "{audience} {sub_key} {change} {cause} {event_id} {store_id}"},
+        "limit": {"per": "1d", "by": "sub_key"},
+    }
+    when = parse_topology(data).rules["r"].when
+    assert when.audience_enter == ("category_interest", "category_interest[bags]")
+    assert when.audience_exit == ("new_members",) and when.audience_triggered
+
+
+def test_a_tag_is_not_updated_by_audience_changes():
+    data = _default()
+    data["tags"]["order_count"]["when"] = {"audience_enter": "high_value"}
+    assert _only(data).startswith("topology.yaml: tags.order_count.when.audience_enter: Extra inputs")
