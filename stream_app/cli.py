@@ -286,9 +286,11 @@ def run(
             console.print(
                 f"running on for live traffic: events produced to {topo.topics.touchpoints.name} at "
                 f"{local.bootstrap} with event time now are acted on within about a second "
-                "(allowed_lateness plus the pipeline); Ctrl-C stops the worker and the broker",
+                "(allowed_lateness plus the pipeline)",
                 highlight=False,
+                soft_wrap=True,
             )
+            console.print("running: Ctrl-C stops the worker and the broker")
             while True:
                 local.check_alive()
                 time.sleep(0.5)
