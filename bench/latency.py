@@ -506,8 +506,8 @@ def run_case(
 
     `lateness`: `allowed_lateness` for this run (else topology.yaml's). `wait_s`: how long to wait
     for actions after the last trigger (default: the lateness plus `DEFAULT_WAIT_S`). `tail`: the
-    mix goes on at `rate` while the probe waits (live traffic does not stop; without it the last
-    triggers wait for quiet partitions to count as idle, `IDLE_AFTER_MS` in worker/ingest_stage.py)."""
+    mix goes on at `rate` while the probe waits (live traffic does not stop; without it the quiet
+    partitions move on with the wall clock from their newest event, `stream_app.control.source_watermark`)."""
     say = progress or (lambda _text: None)
     tag = f"lt{uuid.uuid4().hex[:6]}"
     zone = midday_zone(datetime.now(UTC))
