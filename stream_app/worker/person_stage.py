@@ -28,6 +28,10 @@ from stream_app.worker.tables import Tables
 
 
 class PersonStage:
+    state_after_outputs = True
+    """A person's state says what was decided (an event applied, a fragment handed over): it is
+    written only once the batch's outputs are acknowledged (`StageRunner.send`)."""
+
     def __init__(
         self,
         app: faust.App,

@@ -37,12 +37,41 @@ HEARTBEAT_MS = 5_000
 
 
 class Stage(Protocol):
-    """A stage that keeps state per batch (`stream_app.worker.state.BatchState`) also has
-    `end_batch()`: the runner calls it before each send of the stage's outbox."""
+    """What the runner calls on every stage; the optional hooks it calls where a stage has them:
+
+    - `end_batch()`: write the batch's state (`stream_app.worker.state.BatchState`), at each send
+      of the stage's outbox; with `state_after_outputs` set, only once the outputs it sent are
+      acknowledged (`send_batch`);
+    - `persist_landed()`: after each send, where its changelogs are acknowledged up to;
+    - `async sent()`: after each send, wait for what must land before the stage goes on;
+    - `read_past(message)`: a control record was read at this position of the stage's input."""
 
     outbox: Outbox
 
     async def handle(self, record: Any) -> None: ...
+
+
+async def send_batch(stage: Stage) -> None:
+    """The batch's state written, then its outputs handed to the producer (Faust commits the
+    batch's offsets only once they are acknowledged: `StageProducer.flush_before_commit`).
+
+    For a stage with `state_after_outputs`, its outputs first, acknowledged, then its state: a
+    crash in between reads the batch again and decides it again (at-least-once). The other order
+    lost a whole person under chaos: a merged fragment's alias was stored, its hand-over to the
+    survivor (its tags) never landed, and the replayed merge was skipped as one already done."""
+    if getattr(stage, "state_after_outputs", False) and len(stage.outbox):
+        stage.outbox.send()
+        await stage.outbox.delivered()
+    end_batch = getattr(stage, "end_batch", None)
+    if end_batch is not None:
+        end_batch()
+    stage.outbox.send()
+    persist_landed = getattr(stage, "persist_landed", None)
+    if persist_landed is not None:
+        persist_landed()
+    sent = getattr(stage, "sent", None)
+    if sent is not None:
+        await sent()
 
 
 class StageRunner:
@@ -103,6 +132,7 @@ class StageRunner:
         """Batches in; control records handled here, behind what the batch sent before them;
         records to the stage, which adds what it decides to its outbox."""
         handle = self.stages[stage].handle
+        read_past = getattr(self.stages[stage], "read_past", None)
         seconds = self.metrics.stage_batch_seconds.labels(stage)
         records = self.metrics.stage_batch_records.labels(stage)
         async for events in batches(stream, BATCH_MAX if stage == "ingest" else ENVELOPES_MAX):
@@ -111,8 +141,8 @@ class StageRunner:
                 with as_current(event):
                     if is_control(event.headers):
                         await self.send(stage)
-                        if stage == "ingest":
-                            self.ingest.read_past(event.message)
+                        if read_past is not None:
+                            read_past(event.message)
                         await self._on_control(stage, event.message.partition, event.value)
                     else:
                         await handle(event)
@@ -122,18 +152,7 @@ class StageRunner:
             records.observe(len(events))
 
     async def send(self, stage: str) -> None:
-        """The batch's state written, then its outputs handed to the producer (Faust commits the
-        batch's offsets only once they are acknowledged: `StageProducer.flush_before_commit`)."""
-        adapter = self.stages[stage]
-        end_batch = getattr(adapter, "end_batch", None)
-        if end_batch is not None:
-            end_batch()
-        adapter.outbox.send()
-        persist_landed = getattr(adapter, "persist_landed", None)
-        if persist_landed is not None:
-            persist_landed()
-        if stage == "ingest":
-            await self.ingest.sent()
+        await send_batch(self.stages[stage])
 
     # -- watermarks ---------------------------------------------------------------------------
 

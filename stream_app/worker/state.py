@@ -9,10 +9,10 @@ once: one RocksDB write batch per partition, one changelog record per key.
 **Bound.** The dict holds only the keys one batch touched: a batch is at most `BATCH_MAX` records
 or `ENVELOPES_MAX` envelopes (`stream_app.worker.runtime`). The stage runner flushes it whenever
 the stage's outbox is sent: at the end of every batch, before each control record, after a
-watermark or a marker made the stage write. So it is empty whenever the agent awaits (another task
-never sees a half-written batch), and written before the batch's outputs are sent and before Faust
-may commit the batch's input offsets: state written, outputs flushed, then the offset committed
-(at-least-once; a crash before the commit reads the batch again).
+watermark or a marker made the stage write, and always before Faust may commit the batch's input
+offsets (at-least-once; a crash before the commit reads the batch again). The person stage writes it
+only once the batch's outputs are acknowledged (`StageRunner.send`): while it waits, a lookup from
+another task sees the batch's writes still pending here (`get` outside of a record).
 
 **Partitions.** Faust keeps one RocksDB per partition and writes a key's changelog record to the
 partition of the *current event* (`stream_app.worker.runtime.as_current`). Each entry here is kept

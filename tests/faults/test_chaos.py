@@ -118,10 +118,12 @@ def test_outputs_stay_right_while_workers_are_killed(env):
             "alerts": t.guide_alerts.name,
         }
         internal = topo.internal_topics
-        trace = {
-            stage: _event_ids(run.bootstrap, name)
-            for stage, name in (("dedupe", internal.events_by_id.name), ("link", internal.linker.name))
-        }
+        def trace() -> dict[str, set[str]]:
+            return {
+                stage: _event_ids(run.bootstrap, name)
+                for stage, name in (("dedupe", internal.events_by_id.name), ("link", internal.linker.name))
+            }
+
         report = verify(inputs, outputs, roles, rules, _profile(run.web_port), trace)
         logs = "".join(run.worker_log_of(i).read_text(errors="replace") for i in (0, 1))
     report.figures["kills"] = len(log.kills)

@@ -227,13 +227,14 @@ def verify(
     topics: Mapping[str, str],
     rules: InputRules,
     profile: Callable[[str], dict[str, Any]],
-    trace: Mapping[str, set[str]] | None = None,
+    trace: Callable[[], Mapping[str, set[str]]] | None = None,
 ) -> Report:
     """Recompute the expectations from `inputs` and check `outputs` (topic name -> decoded values).
 
     `topics` maps the roles resolved, merges, conflicts, dlq, coupons, alerts to topic names;
-    `profile(one_id)` answers a final person's live profile (its `tags`). `trace` (stage -> event
-    ids seen on its input topic) only says how far lost events got, for the report.
+    `profile(one_id)` answers a final person's live profile (its `tags`). `trace()` (stage -> event
+    ids seen on its input topic) only says how far lost events got, for the report: called only
+    when events were lost (reading the internal topics, watermarks and all, takes minutes).
     """
     report = Report()
     fig = report.figures
@@ -270,7 +271,7 @@ def verify(
         p: f"{len(o)} in offsets {min(o)}-{max(o)}" for p, o in sorted(where.items())
     }
     if lost and trace:
-        fig["lost_reached"] = {stage: len(set(lost) & seen) for stage, seen in trace.items()}
+        fig["lost_reached"] = {stage: len(set(lost) & seen) for stage, seen in trace().items()}
     report.check("lost", not lost, f"{len(lost)} valid events never on touchpoints-resolved {lost[:5]}")
     unexpected = sorted(set(times) - set(valid))
     report.check(
