@@ -94,3 +94,15 @@ def test_the_checks_fail_on_wrong_outputs():
         inputs, {**right, "resolved": right["resolved"][:2]}, ROLES, RULES, lambda o: {"tags": tags[o]}
     )
     assert "lost" in {c.name for c in lost.failed}
+
+    # M1's events under two one_ids nobody merged: a split person, explained in the figures.
+    split = {
+        **right,
+        "resolved": right["resolved"][:1] + [{"event_id": "e2", "one_id": "p9"}, right["resolved"][2]],
+    }
+    tags["p9"] = {"order_count": 1, "lifetime_spend": 10.5}
+    apart = verify(inputs, split, ROLES, RULES, lambda one_id: {"tags": tags[one_id]})
+    assert "identity" in {c.name for c in apart.failed}
+    explained = apart.figures["split_people"]
+    assert len(explained) == 2 and "final p1 published as ['p1']" in explained[0], explained
+    assert "final p9" in explained[1] and "['e2']" in explained[1], explained

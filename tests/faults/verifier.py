@@ -221,6 +221,35 @@ def _money(x: float) -> int:
     return round(x * 100)
 
 
+def _explain_split(
+    split: Mapping[str, set[str]],
+    resolved: list[dict[str, Any]],
+    valid: Mapping[str, ValidEvent],
+    outputs: Mapping[str, list[dict[str, Any]]],
+    topics: Mapping[str, str],
+    final: Callable[[str], str],
+) -> list[str]:
+    """For a failed identity check: per split person (first 3), each final one_id with the
+    one_ids its events were published under, their event ids and identifiers, and the merges and
+    refusals naming them, to find where the link was lost."""
+    lines = []
+    for cluster, finals in list(split.items())[:3]:
+        for one_id in sorted(finals):
+            events = [e for e in resolved if final(e["one_id"]) == one_id and e["event_id"] in valid]
+            published = sorted({e["one_id"] for e in events})
+            named = set(published)
+            merges = [m for m in outputs[topics["merges"]] if {m["one_id"], m["merged_one_id"]} & named]
+            ids = {e["event_id"] for e in events}
+            refusals = [c for c in outputs[topics["conflicts"]] if c["event_id"] in ids]
+            keys = sorted({k for e in events for k in valid[e["event_id"]].keys})
+            lines.append(
+                f"{cluster}: final {one_id} published as {published}, {len(events)} events "
+                f"{sorted({e['event_id'] for e in events})[:6]}, keys {keys[:8]}, merges "
+                f"{[(m['merged_one_id'], m['one_id']) for m in merges]}, refusals {len(refusals)}"
+            )
+    return lines
+
+
 def verify(
     inputs: Iterable[InputRecord],
     outputs: Mapping[str, list[dict[str, Any]]],
@@ -332,6 +361,8 @@ def verify(
         f"{len(split)} people split over several final one_ids, {len(joined)} final one_ids holding "
         f"several people (first: {next(iter(joined.items()), None)})",
     )
+    if split:
+        fig["split_people"] = _explain_split(split, resolved, valid, outputs, topics, final)
 
     # Tags: every valid order_paid counted once, per person and over all final profiles.
     wrong: list[str] = []
