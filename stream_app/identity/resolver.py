@@ -65,6 +65,8 @@ class _Group:
 
     event_keys: list[str]
     profile: Profile | None = None
+    rebuilt: bool = False
+    """The profile was missing and is rebuilt from this event (`IdentityResolver._profile_of`)."""
 
     def count(self, id_type: str) -> int:
         if self.profile is not None:
@@ -144,28 +146,49 @@ class IdentityResolver:
             raise ValueError("an event needs at least one identifier")
         return self._link(ordered, [owner(k) for k in ordered], event_id, event_time_ms)
 
-    def _groups(self, ordered: list[str], owners: list[str | None]) -> list[_Group]:
+    def _groups(self, ordered: list[str], owners: list[str | None], event_time_ms: int) -> list[_Group]:
         groups: list[_Group] = []
         by_owner: dict[str, _Group] = {}
         for key, owner in zip(ordered, owners, strict=True):
             if owner is None:
                 groups.append(_Group([key]))
-            elif owner in by_owner:
-                by_owner[owner].event_keys.append(key)
-            else:
-                profile = self.store.profile(owner)
-                if profile is None:  # an owner without a profile: state damaged; start afresh
-                    groups.append(_Group([key]))
-                    continue
-                by_owner[owner] = _Group([key], profile)
-                groups.append(by_owner[owner])
+                continue
+            group = by_owner.get(owner)
+            if group is None:
+                profile, rebuilt = self._profile_of(owner, event_time_ms)
+                group = by_owner.get(profile.one_id)  # (a stale owner and its survivor: one group)
+                if group is None:
+                    group = by_owner[profile.one_id] = _Group([], profile, rebuilt)
+                    groups.append(group)
+                by_owner[owner] = group
+            group.event_keys.append(key)
+            if group.rebuilt:
+                group.profile.add(key)  # type: ignore[union-attr]
         return groups  # already in priority order of each group's best identifier
+
+    def _profile_of(self, owner: str, event_time_ms: int) -> tuple[Profile, bool]:
+        """The owner's profile, and whether it had to be rebuilt.
+
+        An owner without a profile is a commit of which a crash landed only part (the tables'
+        changelogs land apart; `tests/unit/identity/test_partial_state.py`). Events were
+        published under that one_id, so it stays the person's: followed through a merge if it
+        was merged, else rebuilt under the same one_id from what this event shows of it. (Minting
+        a new one_id, or handing its identifiers to another person without a merge, split the
+        person in a chaos run.)"""
+        profile = self.store.profile(owner)
+        if profile is not None:
+            return profile, False
+        current = self.store.current(owner)
+        profile = self.store.profile(current) if current != owner else None
+        if profile is not None:
+            return profile, False
+        return Profile(owner, event_time_ms), True
 
     def _link(
         self, ordered: list[str], owners: list[str | None], event_id: str, event_time_ms: int
     ) -> Resolution:
         shareable = self.rules.shareable_types
-        groups = self._groups(ordered, owners)
+        groups = self._groups(ordered, owners, event_time_ms)
         joined = _Joined()
         joined.take(groups[0], shareable)
         refused: list[tuple[_Group, str]] = []
@@ -190,7 +213,8 @@ class IdentityResolver:
         for key in added:
             survivor.add(key)
             self.store.set_owner(key, survivor.one_id)
-        if created or added or merges:
+        rebuilt = any(g.rebuilt for g in joined.groups if g.profile is survivor)
+        if created or added or merges or rebuilt:
             survivor.links.append([event_id, event_time_ms, sorted(joined.event_keys, key=sort_key)])
             self.store.put_profile(survivor)
 
