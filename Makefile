@@ -18,9 +18,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/stream-app run --events $(SAMPLE)
 
-## Unit and integration tests (the integration tests start their own broker).
+## Unit and integration tests (the integration tests start their own broker), two files at a time:
+## most of an integration test is waiting (a worker starting, a rebalance, a commit), and each of
+## the two pytest workers has its own broker. TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 unit: install
 	$(BIN)/python -m pytest tests/unit

@@ -34,6 +34,10 @@ from stream_app.control import CONTROL_HEADER, Marker, StageDone
 from stream_app.io.security import confluent_config
 
 log = logging.getLogger(__name__)
+LIBRDKAFKA_LOG = logging.getLogger("stream_app.librdkafka")
+"""librdkafka's own log lines (confluent-kafka clients), through Python logging: without it they
+go raw to stderr, and a worker's JSON log got a line that was not JSON. Warnings and worse only."""
+LIBRDKAFKA_LOG.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class KafkaToolError(RuntimeError):
 
 def client_config(bootstrap: str, security: KafkaSecurity | None, **conf: Any) -> dict[str, Any]:
     """`conf` for a confluent-kafka client of `bootstrap`, with the security settings."""
-    return {"bootstrap.servers": bootstrap, **confluent_config(security), **conf}
+    return {"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOG, **confluent_config(security), **conf}
 
 
 def check_broker(bootstrap: str, security: KafkaSecurity | None = None, timeout: float = 5.0) -> None:
