@@ -20,10 +20,13 @@ run: install
 
 ## Unit and integration tests (the integration tests start their own broker), two files at a time:
 ## most of an integration test is waiting (a worker starting, a rebalance, a commit), and each of
-## the two pytest workers has its own broker. TEST_JOBS=1 runs them one by one.
+## the two pytest workers has its own broker. The chaos test runs after them, alone, under the load
+## it is measured at (beside other tests it once split people: an open defect, docs/architecture.md).
+## TEST_JOBS=1 runs everything one by one.
 TEST_JOBS ?= 2
 test: install
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile -m "not chaos"
+	$(BIN)/python -m pytest -m chaos tests/faults/test_chaos.py
 
 unit: install
 	$(BIN)/python -m pytest tests/unit
