@@ -44,6 +44,7 @@ leaving triggers none.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from collections.abc import Callable, MutableMapping
@@ -84,11 +85,16 @@ def _order(event: dict[str, Any]) -> tuple[int, str]:
 
 def _waiting(event: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Whether a held event still waits for a merged fragment's state."""
-    return any(m not in stored["absorbed"] for m in event.get(AFTER, ()))
+    after = event.get(AFTER)
+    return bool(after) and any(m not in stored["absorbed"] for m in after)
 
 
 def empty_person() -> dict[str, Any]:
     return {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": [], "effect": None}
+
+
+PERSON_KEYS = frozenset(empty_person())
+"""What a person's state always holds (an older state may lack some: `_load` fills them in)."""
 
 
 class PersonProcessor:
@@ -201,7 +207,9 @@ class PersonProcessor:
         if t < watermark:
             self.metrics.tags_late_events.inc()
             event = {**event, LATE: watermark}  # applied at once; rules see where time stands
-        stored = {**stored, "held": sorted([*stored["held"], event], key=_order)}
+        held = list(stored["held"])  # sorted by `_order`: the event goes after its equals, as a stable sort
+        bisect.insort(held, event, key=_order)
+        stored = {**stored, "held": held}
         self._advance(one_id, stored, partition, watermark, out)  # a late event goes at once
 
     def _advance(
@@ -368,7 +376,12 @@ class PersonProcessor:
     # -- state and outputs -----------------------------------------------------------------------
 
     def _load(self, one_id: str) -> dict[str, Any]:
-        return {**empty_person(), **(self.states.get(one_id) or {})}
+        """The person's state, never changed in place (every step makes a new dict), so a stored
+        one with every key is handed out as it is, without a copy."""
+        stored = self.states.get(one_id)
+        if stored and PERSON_KEYS <= stored.keys():
+            return stored  # type: ignore[no-any-return]
+        return {**empty_person(), **(stored or {})}
 
     def _save(self, one_id: str, stored: dict[str, Any], partition: int, rules_due: int | None) -> None:
         """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""
