@@ -86,7 +86,9 @@ def _order(event: dict[str, Any]) -> tuple[int, str]:
 def _waiting(event: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Whether a held event still waits for a merged fragment's state."""
     after = event.get(AFTER)
-    return bool(after) and any(m not in stored["absorbed"] for m in after)
+    if not after:
+        return False  # (most events: no generator made)
+    return any(m not in stored["absorbed"] for m in after)
 
 
 def empty_person() -> dict[str, Any]:
@@ -381,7 +383,7 @@ class PersonProcessor:
         """The person's state, never changed in place (every step makes a new dict), so a stored
         one with every key is handed out as it is, without a copy."""
         stored = self.states.get(one_id)
-        if stored and PERSON_KEYS <= stored.keys():
+        if stored and stored.keys() >= PERSON_KEYS:
             return stored  # type: ignore[no-any-return]
         return {**empty_person(), **(stored or {})}
 

@@ -45,7 +45,7 @@ def _path(field: str) -> tuple[str, ...]:
 def _get(event: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value: Any = event
     for part in path:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # (dict first: an ABC check is dear)
             return None
         value = value.get(part)
     return value
