@@ -157,8 +157,8 @@ class AudienceEngine:
             reading = values.get(audience.by)
             held = []
             # (`type is dict` first: an ABC's isinstance is a dear call, and readings are dicts)
-            is_mapping = type(reading) is dict or isinstance(reading, Mapping)
-            for sub_key in sorted(reading) if is_mapping else ():
+            keys = reading if type(reading) is dict or isinstance(reading, Mapping) else ()
+            for sub_key in sorted(keys):
                 context[KEY] = sub_key
                 if _holds(audience.condition, context):
                     held.append(membership(audience.name, sub_key))
