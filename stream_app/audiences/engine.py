@@ -156,7 +156,9 @@ class AudienceEngine:
                 continue
             reading = values.get(audience.by)
             held = []
-            for sub_key in sorted(reading) if isinstance(reading, Mapping) else ():
+            # (`type is dict` first: an ABC's isinstance is a dear call, and readings are dicts)
+            keys = reading if type(reading) is dict or isinstance(reading, Mapping) else ()
+            for sub_key in sorted(keys):
                 context[KEY] = sub_key
                 if _holds(audience.condition, context):
                     held.append(membership(audience.name, sub_key))

@@ -44,6 +44,7 @@ leaving triggers none.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import time
 from collections.abc import Callable, MutableMapping
@@ -84,11 +85,18 @@ def _order(event: dict[str, Any]) -> tuple[int, str]:
 
 def _waiting(event: dict[str, Any], stored: dict[str, Any]) -> bool:
     """Whether a held event still waits for a merged fragment's state."""
-    return any(m not in stored["absorbed"] for m in event.get(AFTER, ()))
+    after = event.get(AFTER)
+    if not after:
+        return False  # (most events: no generator made)
+    return any(m not in stored["absorbed"] for m in after)
 
 
 def empty_person() -> dict[str, Any]:
     return {"tags": None, "rules": None, "held": [], "absorbed": [], "actions": [], "effect": None}
+
+
+PERSON_KEYS = frozenset(empty_person())
+"""What a person's state always holds (an older state may lack some: `_load` fills them in)."""
 
 
 class PersonProcessor:
@@ -193,15 +201,19 @@ class PersonProcessor:
         self._newest[partition] = max(t, self._newest.get(partition, t))
         watermark = self.now_ms(partition)
         stored = self._load(one_id)
-        if any(h["event_id"] == event["event_id"] for h in stored["held"]):
-            return  # a replay of an event still held
+        event_id = event["event_id"]
+        for held_event in stored["held"]:  # (a loop: the generator of `any` cost more than the few held)
+            if held_event["event_id"] == event_id:
+                return  # a replay of an event still held
         missing = [m for m in after or () if m not in stored["absorbed"]]
         if missing:
             event = {**event, AFTER: missing}  # held, late or not, until those states are in
         if t < watermark:
             self.metrics.tags_late_events.inc()
             event = {**event, LATE: watermark}  # applied at once; rules see where time stands
-        stored = {**stored, "held": sorted([*stored["held"], event], key=_order)}
+        held = list(stored["held"])  # sorted by `_order`: the event goes after its equals, as a stable sort
+        bisect.insort(held, event, key=_order)
+        stored = {**stored, "held": held}
         self._advance(one_id, stored, partition, watermark, out)  # a late event goes at once
 
     def _advance(
@@ -368,7 +380,12 @@ class PersonProcessor:
     # -- state and outputs -----------------------------------------------------------------------
 
     def _load(self, one_id: str) -> dict[str, Any]:
-        return {**empty_person(), **(self.states.get(one_id) or {})}
+        """The person's state, never changed in place (every step makes a new dict), so a stored
+        one with every key is handed out as it is, without a copy."""
+        stored = self.states.get(one_id)
+        if stored and stored.keys() >= PERSON_KEYS:
+            return stored  # type: ignore[no-any-return]
+        return {**empty_person(), **(stored or {})}
 
     def _save(self, one_id: str, stored: dict[str, Any], partition: int, rules_due: int | None) -> None:
         """`rules_due`: `next_due` of the stored rule state (the caller has just asked it)."""

@@ -47,7 +47,7 @@ def action_key(rule: str, trigger_event_id: str, sub_key: str) -> str:
 def _get(event: Mapping[str, Any], path: str) -> Any:
     value: Any = event
     for part in path.split("."):
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # (dict first: an ABC check is dear)
             return None
         value = value.get(part)
     return value

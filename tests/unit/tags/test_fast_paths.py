@@ -190,3 +190,37 @@ def test_step_equals_the_plain_fold_and_whole_readings(
         state, reference = got.state, expected[0]
         if stored:
             state, reference = orjson.loads(orjson.dumps(state)), orjson.loads(orjson.dumps(reference))
+
+
+def reference_read(engine: TagEngine, state: dict[str, Any] | None, now: int) -> dict[str, Any]:
+    """What `read` is defined as: each stored tag by `Kind.read` (its `initial()` when the person
+    has none), then the derived tags in dependency order over those values and `idle_days`."""
+    state = state or {"tags": {}, "recent": [], "last_ms": None}
+    values = {
+        tag.name: tag.kind.read(state["tags"].get(tag.name, tag.kind.initial()), now, tag.by is not None)
+        for tag in engine.stored
+    }
+    last = state["last_ms"]
+    context = {**values, "idle_days": 0.0 if last is None else max(0.0, (now - last) / 86_400_000)}
+    for derived in engine.derived:
+        values[derived.name] = context[derived.name] = derived.rule.evaluate(context)
+    return values
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=["topology", "other_specs"])
+@settings(max_examples=300, deadline=None)
+@given(raw=raw_events)
+def test_read_equals_each_kind_read_and_the_derived_rules(engine: TagEngine, raw: list[Any]) -> None:
+    """The compiled reading (one function over every stored tag) against `Kind.read` per tag and
+    rule-engine's own evaluation of each derived tag, on the states a person's events leave."""
+    state = None
+    assert repr(engine.read(state, T0)) == repr(reference_read(engine, state, T0))
+    for kind, steps, amount, category, channel, n, ahead in raw:
+        t = T0 + steps * 10 * MINUTE
+        properties: dict[str, Any] = {"n": n % 7, "category": category, "amount": amount}
+        event = ev(n, kind, t, channel=channel, store_id=f"S{n % 3}", properties=properties)
+        state = engine.step(state, event, max(t, (state or {}).get("last_ms") or 0)).state
+        for now in (t, t + ahead * 10 * MINUTE, t + 40 * HOUR):
+            got, expected = engine.read(state, now), reference_read(engine, state, now)
+            assert repr(got) == repr(expected)
+            assert list(got) == list(expected)  # declaration order
