@@ -118,6 +118,7 @@ def test_outputs_stay_right_while_workers_are_killed(env):
             "alerts": t.guide_alerts.name,
         }
         internal = topo.internal_topics
+
         def trace() -> dict[str, set[str]]:
             return {
                 stage: _event_ids(run.bootstrap, name)
