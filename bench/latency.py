@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -50,6 +51,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.rows import bench_settings, delete_topics, isolated_topology
 from stream_app.config import load_topology
@@ -76,6 +78,8 @@ FETCH_WAIT_MS = 10
 """The outside consumer's fetch.wait.max.ms: its own share of the figure stays small."""
 WARM_PAUSE_S = 2.0
 """After the warm-up, before the clock: the warm-up's last events are applied, not mixed in."""
+SETTLE_GAP_S = 0.05
+"""Between the settle lines (one per input partition) after the warm-up: a trickle, not a burst."""
 EVENT_ID = re.compile(rb'"event_id":"([^"]+)"')
 
 
@@ -411,6 +415,10 @@ class Sender:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int):
         self.producer = make_producer(bootstrap)
+        # Connected and with the topic's metadata before the first record: else the first records
+        # wait ~0.5 s for both with their timestamps (and event times) already set, and the
+        # worker's input clock starts from a source that looked half a second behind.
+        self.producer.list_topics(topic, timeout=10)
         self.topic = topic
         self.partitions = partitions
         self.n = 0
@@ -468,6 +476,10 @@ class Case:
     other_actions: dict[str, int] = field(default_factory=dict)
     hops: dict[str, dict[str, float] | None] = field(default_factory=dict)
     timestamp_type: str = ""
+    gc: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The worker's garbage collections during the live traffic, per generation (`gc_summary`)."""
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    """`keep`: per trigger, its input timestamp and when each hop and the action saw it (ms)."""
 
     def overall(self) -> RuleFigures:
         return self.figures.get("all", RuleFigures("all"))
@@ -487,6 +499,7 @@ class Case:
             "rules": {rule: f.summary() for rule, f in self.figures.items()},
             "other_actions": self.other_actions,
             "hops_ms": self.hops,
+            "gc": self.gc,
         }
 
 
@@ -501,13 +514,15 @@ def run_case(
     hops: bool = False,
     tail: bool = True,
     progress: Any = None,
+    keep: Path | None = None,
 ) -> Case:
     """The probe on a worker of its own (fresh topics on the given broker, deleted afterwards).
 
     `lateness`: `allowed_lateness` for this run (else topology.yaml's). `wait_s`: how long to wait
     for actions after the last trigger (default: the lateness plus `DEFAULT_WAIT_S`). `tail`: the
     mix goes on at `rate` while the probe waits (live traffic does not stop; without it the quiet
-    partitions move on with the wall clock from their newest event, `stream_app.control.source_watermark`)."""
+    partitions move on with the wall clock from their newest event, `stream_app.control.source_watermark`).
+    `keep`: a directory to copy the worker's log into, with `timeline.json` (`Case.timeline`)."""
     say = progress or (lambda _text: None)
     tag = f"lt{uuid.uuid4().hex[:6]}"
     zone = midday_zone(datetime.now(UTC))
@@ -522,6 +537,8 @@ def run_case(
     plan = trigger_plan(tag, n_triggers)
     pool = mix_pool(min(POOL_MAX, total))
     settings = bench_settings(broker_url, topology_path, tmp / tag, tag)
+    if keep is not None:  # Faust's rebalances and the worker's gc pauses are logged at info
+        settings = settings.model_copy(update={"log_level": "info"})
     spec = topology.topics.touchpoints
     policy = topology.contact_policy
     with LocalRun(settings, topology) as run:
@@ -535,14 +552,27 @@ def run_case(
             warm.flush()
             run.finish_input(close_event_time=False, timeout=300)
             time.sleep(WARM_PAUSE_S + (lateness_ms / 1000 if lateness_ms <= 30_000 else 0))
+            # Settle: one mix line for each input partition, then a pause. The warm-up is a burst
+            # into a worker that has just started (first-use costs, new people): every event of it
+            # reached ingest ~0.5-1 s after its event time, and a quiet partition follows the
+            # clock from its newest event that far behind (`stream_app.control.SourceLag`), so
+            # until each partition had a live event (8 / rate seconds) the first triggers took
+            # 1.0-1.7 s. Live traffic that has been running has no such burst just before it.
+            valid = (line for line in pool if retimed(line, "", "")[1] is not None)
+            for _, line in zip(range(spec.partitions), valid, strict=False):
+                warm.send(*retimed(line, now_iso(time.time()), "-settle"))
+                time.sleep(SETTLE_GAP_S)
+            warm.flush()
+            time.sleep(WARM_PAUSE_S)
             outputs = [
                 topology.topics.coupons,
                 topology.topics.guide_alerts,
                 topology.topics.actions_suppressed,
             ]
+            gc_before = run.scrape_metrics() or ""
             reader = ActionReader(run.bootstrap, [t.name for t in outputs])
             reader.start()
-            sender = Sender(run.bootstrap, spec.name, spec.partitions)
+            sender = warm  # (connected: a long-lived live producer)
             triggers: dict[str, str] = {}
             deferred: list[str] = []
             say(f"live: {total:,} events at {rate:g}/s, {n_triggers:,} of them triggers")
@@ -586,6 +616,7 @@ def run_case(
                     sender.send(*retimed(pool[n % len(pool)], now_iso(now), f"-live{n // len(pool)}"))
                 n += 1
             sender.flush()
+            case.gc = gc_summary(gc_before, run.scrape_metrics() or "")
             case.sent, case.sent_rate, case.tail_events = total, total / max(sent_s, 1e-9), n - total
             assert last is not None
             case.waited_s = time.time() - last
@@ -594,10 +625,18 @@ def run_case(
             case.other_actions = dict(others(triggers, reader.arrivals))
             kinds = {0: "not available", 1: "CreateTime", 2: "LogAppendTime"}
             case.timestamp_type = "/".join(kinds.get(k, str(k)) for k in sender.timestamp_types)
+            seen: dict[str, dict[str, int]] = {}
             if hops:
-                case.hops = hop_delays(run.bootstrap, topology, triggers, sender.produced_ms)
+                case.hops = hop_delays(run.bootstrap, topology, triggers, sender.produced_ms, seen)
+            if keep is not None:
+                case.timeline = timeline(triggers, sender.produced_ms, reader.arrivals, seen)
         finally:
             run.stop()
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
+                if run.worker_log.exists():
+                    shutil.copy(run.worker_log, keep / "worker.log")
+                (keep / "timeline.json").write_bytes(orjson.dumps(case.timeline, option=orjson.OPT_INDENT_2))
             delete_topics(bootstrap, (tag,))
     return case
 
@@ -606,11 +645,16 @@ def run_case(
 
 
 def hop_delays(
-    bootstrap: str, topology: Any, triggers: Mapping[str, str], produced_ms: Mapping[str, int]
+    bootstrap: str,
+    topology: Any,
+    triggers: Mapping[str, str],
+    produced_ms: Mapping[str, int],
+    by_event: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, dict[str, float] | None]:
     """For each internal hop, the first record naming a trigger's event id: its timestamp (the
     worker's producer, CreateTime) minus the trigger's input timestamp, p50/p95/p99/max in ms.
-    Internal records are envelopes (newline-separated items), found here by the event id in them."""
+    Internal records are envelopes (newline-separated items), found here by the event id in them.
+    `by_event`, when given, gets hop label -> event id -> that record's timestamp."""
     i = topology.internal_topics
     topics = {
         "ingest -> events_by_id": i.events_by_id.name,
@@ -657,7 +701,84 @@ def hop_delays(
         out[label] = quantiles(delays)
         if out[label] is not None:
             out[label] = {**out[label], "n": float(len(delays))}  # type: ignore[dict-item]
+        if by_event is not None:
+            by_event[label] = found[name]
     return out
+
+
+def gc_counts(metrics_text: str) -> dict[str, dict[str, float]]:
+    """From a worker's /metrics: per generation, collections, seconds in them, and those over 50 ms
+    (`stream_app_gc_pause_seconds`, `stream_app.worker.gc_pauses`)."""
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if not sample.name.startswith("stream_app_gc_pause_seconds_"):
+                continue
+            row = out.setdefault(sample.labels["generation"], {"count": 0.0, "seconds": 0.0, "le_50ms": 0.0})
+            if sample.name.endswith("_count"):
+                row["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                row["seconds"] = sample.value
+            elif sample.name.endswith("_bucket") and float(sample.labels["le"]) == 0.05:
+                row["le_50ms"] = sample.value
+    return out
+
+
+def gc_summary(before: str, after: str) -> dict[str, dict[str, float]]:
+    """The collections between two scrapes: per generation `count`, `seconds`, `over_50ms`.
+
+    >>> n = 'stream_app_gc_pause_seconds_count{generation="2"} '
+    >>> f = 'stream_app_gc_pause_seconds_bucket{generation="2",le="0.05"} '
+    >>> gc_summary(n + "1", n + "4" + chr(10) + f + "1")
+    {'2': {'count': 3.0, 'seconds': 0.0, 'over_50ms': 2.0}}
+    """
+    a, b = gc_counts(before), gc_counts(after)
+    out = {}
+    for gen, end in sorted(b.items()):
+        start = a.get(gen, {"count": 0.0, "seconds": 0.0, "le_50ms": 0.0})
+        count = end["count"] - start["count"]
+        fast = end["le_50ms"] - start["le_50ms"]
+        seconds = round(end["seconds"] - start["seconds"], 4)
+        out[gen] = {"count": float(count), "seconds": seconds, "over_50ms": float(count - fast)}
+    return out
+
+
+def timeline(
+    triggers: Mapping[str, str],
+    produced_ms: Mapping[str, int],
+    arrivals: Iterable[Arrival],
+    hops: Mapping[str, Mapping[str, int]],
+) -> list[dict[str, Any]]:
+    """Per trigger in input order: its input timestamp (ms since the epoch), then each hop's and the
+    action's delay after it (ms), to match the slow ones against the worker's log.
+
+    >>> a = Arrival("coupons", "welcome", "e1", seen_ms=1500.0, record_ms=1400, emitted_ms=1390)
+    >>> timeline({"e1": "welcome"}, {"e1": 1000}, [a], {"ingest": {"e1": 1040}})
+    [{'event_id': 'e1', 'rule': 'welcome', 'input_ms': 1000, 'ingest': 40, 'decided': 390, \
+'worker': 400, 'seen': 500.0}]
+    """
+    first: dict[str, Arrival] = {}
+    for each in arrivals:
+        first.setdefault(each.trigger_event_id, each)
+    rows = []
+    for event_id, rule in sorted(triggers.items(), key=lambda item: produced_ms.get(item[0], 0)):
+        t0 = produced_ms.get(event_id)
+        if t0 is None:
+            continue
+        row: dict[str, Any] = {"event_id": event_id, "rule": rule, "input_ms": t0}
+        for label, found in hops.items():
+            if event_id in found:
+                row[label] = found[event_id] - t0
+        a = first.get(event_id)
+        if a is not None:
+            if a.emitted_ms is not None:
+                row["decided"] = a.emitted_ms - t0
+            row["worker"] = a.record_ms - t0
+            row["seen"] = a.seen_ms - t0
+            if a.suppressed:
+                row["suppressed"] = a.suppressed
+        rows.append(row)
+    return rows
 
 
 # -- the command line ------------------------------------------------------------------------------
@@ -696,6 +817,12 @@ def render(case: Case) -> str:
             else "-"
         )
         lines.append(f"hop {hop:<30} {shown}")
+    if case.gc:
+        shown = ", ".join(
+            f"gen{gen} {g['count']:.0f} ({g['seconds']:.3f} s, {g['over_50ms']:.0f} over 50 ms)"
+            for gen, g in case.gc.items()
+        )
+        lines.append(f"worker gc during the live traffic: {shown}")
     return "\n".join(lines)
 
 
@@ -710,6 +837,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-tail", action="store_true", help="stop all traffic at the last trigger (no mix while waiting)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--keep", type=Path, help="copy the worker's log here, with timeline.json (each trigger's hops)"
+    )
     return parser.parse_args(argv)
 
 
@@ -731,6 +861,7 @@ def main(argv: list[str] | None = None) -> Case:
                 args.hops,
                 tail=not args.no_tail,
                 progress=print,
+                keep=args.keep,
             )
     print(render(case))
     if args.json is not None:

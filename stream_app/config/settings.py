@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         False,
         description="Short session/heartbeat/rebalance timeouts: embedded broker and tests only.",
     )
+    gc_freeze: bool = Field(
+        True,
+        description="Move what the worker holds after start-up and after each rebalance out of the "
+        "garbage collector's reach (gc.freeze), so its full collections stop walking it "
+        "(stream_app.worker.gc_pauses).",
+    )
 
     kafka: KafkaSecurity = Field(
         default_factory=KafkaSecurity,  # type: ignore[arg-type]  # reads STREAM_APP_KAFKA_*

@@ -22,6 +22,7 @@ from stream_app import logs
 from stream_app.config import Settings, Topology
 from stream_app.io.kafka import ensure_topics
 from stream_app.io.urls import bootstrap_servers
+from stream_app.worker import gc_pauses
 from stream_app.worker.app import Pipeline
 
 SHUTDOWN_GRACE_S = 30.0
@@ -76,6 +77,13 @@ def run_worker(settings: Settings, topology: Topology) -> None:
         logs.apply(handler, settings.log_format)
     logging.getLogger("stream_app").setLevel(level)
     pipeline = Pipeline(settings, topology)
+    gc_pauses.GcPauses(pipeline.metrics.registry).install()  # once per process: gc.callbacks is global
+    if settings.gc_freeze:
+
+        async def refreeze(*args: Any, **kwargs: Any) -> None:
+            gc_pauses.freeze("rebalance complete")
+
+        pipeline.app.on_rebalance_complete.connect(refreeze)
     monitor = pipeline.broker
     # Before topics are created (a wrong cluster gets nothing) and before Faust recovers tables.
     monitor.check_at_start(monitor.wait_until_reachable())
@@ -85,4 +93,6 @@ def run_worker(settings: Settings, topology: Topology) -> None:
     monitor.record(monitor.wait_until_reachable())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = _Worker(pipeline.app, monitor.gate, settings.log_format, loglevel=level)
+    if settings.gc_freeze:
+        gc_pauses.freeze("start-up")
     worker.execute_from_commandline()
