@@ -555,7 +555,7 @@ def run_case(
             # Settle: one mix line for each input partition, then a pause. The warm-up is a burst
             # into a worker that has just started (first-use costs, new people): every event of it
             # reached ingest ~0.5-1 s after its event time, and a quiet partition follows the
-            # clock from its newest event that far behind (`stream_app.control.SourceLag`), so
+            # clock from its newest event that far behind (`control.source_watermark`), so
             # until each partition had a live event (8 / rate seconds) the first triggers took
             # 1.0-1.7 s. Live traffic that has been running has no such burst just before it.
             valid = (line for line in pool if retimed(line, "", "")[1] is not None)

@@ -23,7 +23,6 @@ each partition's order; a stage's watermarks for all its writers share one recor
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
@@ -206,62 +205,3 @@ def source_watermark(
     if caught_up:
         return Watermark("", newest_ms + quiet - lateness_ms, idle=idle)
     return Watermark("", newest_ms - lateness_ms)
-
-
-SOURCE_LAG_WINDOW_MS = 5_000
-"""How much of an input partition's traffic `SourceLag` looks back over for its smallest lag:
-several events of a partition at a trickle (5 events/s over 8 partitions: one each 1.6 s), short
-enough that a producer that starts sending later than before makes late events for no longer."""
-
-
-class SourceLag:
-    """One input partition's lag: the wall clock when ingest took an event up, less its event time;
-    the smallest over the `window_ms` of traffic up to its newest event (a sliding minimum).
-
-    A quiet partition follows the wall clock from its newest event (`source_watermark`), assuming
-    the next event will be no further behind the clock than the newest one was, less the lateness.
-    The newest one's lag includes the worker's own delay in reaching it: the rest of a burst read
-    with a backlog, the batch it was handled in, a garbage-collection pause. Taken as is, that delay
-    held the partition's clock back until its next event, and with it every partition downstream
-    (the minimum): at 5 events/s over 8 partitions up to 1.6 s; the latency probe's first triggers
-    after its warm-up burst took 1.0-1.7 s instead of ~0.5 s. The smallest lag of the partition's
-    recent traffic is the source's own (the events ingest reached without a backlog), as long as
-    a producer does not fall further behind the clock by more than the lateness within the window.
-
-    The window is of traffic, not of quiet: it moves with each event observed, so a partition
-    that has gone quiet keeps the smallest lag of its last few seconds of events; a producer that
-    falls behind shows it in its next events, and those push the older lags out.
-
-    `observe` each event as it is taken up; `seen_at(newest_ms)` is what `source_watermark` takes
-    as `seen_at_ms`: the partition's clock starts from its newest event plus that smallest lag.
-
-    >>> lag = SourceLag(window_ms=5_000)
-    >>> lag.observe(1_000, wall_ms=1_040)      # taken up 40 ms after it happened
-    >>> lag.observe(2_000, wall_ms=2_600)      # the end of a burst: 600 ms late
-    >>> lag.seen_at(2_000)
-    2040
-    >>> lag.observe(9_000, wall_ms=9_600)      # 5 s of traffic on, the 40 ms has left the window
-    >>> lag.seen_at(9_000)
-    9600
-    """
-
-    def __init__(self, window_ms: int = SOURCE_LAG_WINDOW_MS):
-        self.window_ms = window_ms
-        self._lags: deque[tuple[int, int]] = deque()
-        """(wall clock, lag), lags rising from the left: each the smallest of what came after it."""
-
-    def observe(self, event_ms: int, wall_ms: int) -> None:
-        lag = wall_ms - event_ms
-        while self._lags and self._lags[-1][1] >= lag:
-            self._lags.pop()
-        self._lags.append((wall_ms, lag))
-        while self._lags[0][0] < wall_ms - self.window_ms:
-            self._lags.popleft()
-
-    def seen_at(self, newest_ms: int) -> int | None:
-        """`newest_ms` plus the smallest lag in the window (None before the first event)."""
-        return newest_ms + self._lags[0][1] if self._lags else None
-
-    def __len__(self) -> int:
-        """Lags kept: each smaller than every one observed after it, within the window."""
-        return len(self._lags)
