@@ -27,37 +27,60 @@ from faust.types import TP
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 10.0
+"""After this long without a fetch answer for every partition, say so (once) and keep asking."""
+GIVE_UP_S = 300.0
+"""After this long, raise: the worker stops (and is restarted) rather than recover short."""
+
+
+class EndOffsetsUnknown(RuntimeError):
+    """No fetch answered for a partition: its true end offset, and so its recovery, is unknown."""
 
 
 async def true_end_offsets(
-    bootstrap: Iterable[str] | str, listed: Mapping[Any, int], timeout: float = PROBE_TIMEOUT_S
+    bootstrap: Iterable[str] | str,
+    listed: Mapping[Any, int],
+    timeout: float = PROBE_TIMEOUT_S,
+    give_up_s: float = GIVE_UP_S,
+    consumer: Any = None,
 ) -> dict[Any, int]:
     """End offsets corrected from the Fetch high watermark; keys are returned as given.
 
     `listed` are the (possibly low) end offsets from ListOffsets. Partitions answered with 0 are
-    empty and need no probe.
+    empty and need no probe. A partition whose fetch is not answered is never given its listed
+    end: a table recovered up to it stops short and loses what comes after (before, a slow answer
+    under load fell back to it after `timeout`). `consumer`: an unstarted aiokafka consumer (tests).
     """
     result = dict(listed)
     probe = {TopicPartition(tp.topic, tp.partition): tp for tp, end in listed.items() if end > 0}
     if not probe:
         return result
-    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    if consumer is None:
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+        )
     await consumer.start()
     try:
         consumer.assign(list(probe))
         for tp, original in probe.items():
             consumer.seek(tp, listed[original] - 1)
         pending = set(probe)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
+        started = time.monotonic()
+        warned = False
+        while pending:
+            waited = time.monotonic() - started
+            if waited > give_up_s:
+                raise EndOffsetsUnknown(f"tansu workaround: no fetch answer for {pending} in {waited:.0f} s")
+            if waited > timeout and not warned:
+                log.warning(
+                    "tansu workaround: no fetch answer yet for %s after %.0f s; asking on", pending, waited
+                )
+                warned = True
             await consumer.getmany(*pending, timeout_ms=200)
             for tp in list(pending):
                 highwater = consumer.highwater(tp)
                 if highwater is not None:
                     result[probe[tp]] = max(highwater, listed[probe[tp]])
                     pending.discard(tp)
-        if pending:
-            log.warning("tansu workaround: no fetch answer for %s; using ListOffsets", pending)
     finally:
         await consumer.stop()
     return result
