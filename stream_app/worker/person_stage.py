@@ -30,7 +30,7 @@ from stream_app.worker.tables import Tables
 class PersonStage:
     state_after_outputs = True
     """A person's state says what was decided (an event applied, a fragment handed over): it is
-    written only once the batch's outputs are acknowledged (`StageRunner.send`)."""
+    written only once the batch's outputs are acknowledged (`stage_runner.send_batch`)."""
 
     def __init__(
         self,

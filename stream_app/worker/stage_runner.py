@@ -196,7 +196,7 @@ class StageRunner:
         current event again while that partition moves (its tables write to that partition)."""
         if not partitions:
             return
-        for partition, record in sorted(partitions.items(), key=lambda item: item[0]):
+        for partition, record in sorted(partitions.items()):  # (keys unique: only they compare)
             now = self.trackers[stage][partition].current()
             if now is None:
                 continue

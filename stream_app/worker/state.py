@@ -11,7 +11,7 @@ or `ENVELOPES_MAX` envelopes (`stream_app.worker.runtime`). The stage runner flu
 the stage's outbox is sent: at the end of every batch, before each control record, after a
 watermark or a marker made the stage write, and always before Faust may commit the batch's input
 offsets (at-least-once; a crash before the commit reads the batch again). The person stage writes it
-only once the batch's outputs are acknowledged (`StageRunner.send`): while it waits, a lookup from
+only once the batch's outputs are acknowledged (`stage_runner.send_batch`): while it waits, a lookup from
 another task sees the batch's writes still pending here (`get` outside of a record).
 
 **Partitions.** Faust keeps one RocksDB per partition and writes a key's changelog record to the
